@@ -15,8 +15,11 @@ Rules worth knowing:
 - A field is required when `validate.required` is set and neither it nor an
   enclosing group has a `conditional` (we cannot evaluate FEEL, and form-js does
   not submit hidden fields) and it is not `disabled` (form-js does not submit those).
-- None, "", whitespace-only text and [] count as "not filled". A required checkbox
-  must be true. An empty optional value comes back as None ([] for list fields).
+- None, "", whitespace-only text and (for list fields) [] count as "not filled". A
+  required checkbox must be true. An empty optional value comes back as None ([] for
+  list fields); keys not sent are not added.
+- Data deeper than MAX_DEPTH levels, text over MAX_STRING_LENGTH characters or more
+  than MAX_VALUES values are refused before validation (ValidationFailed).
 - Unknown keys are refused with "未知字段", except top-level keys in `extra_allowed`,
   which are passed through unchanged.
 - Options from `valuesKey` / `valuesExpression` are only known at run time: any
