@@ -74,6 +74,7 @@ class DeploymentFile(Base):
     name: Mapped[str] = mapped_column(String(256))
     kind: Mapped[str] = mapped_column(String(8))  # bpmn | dmn | form
     checksum: Mapped[str] = mapped_column(String(64))
+    ref: Mapped[str | None] = mapped_column(String(128), index=True)  # a form's id
     content: Mapped[str] = mapped_column(Text)
     deployment: Mapped[Deployment] = relationship(back_populates="files")
 
@@ -96,6 +97,7 @@ class ProcessDefinition(Base):
     forms: Mapped[dict] = mapped_column(JSON, default=dict)
     elements: Mapped[dict] = mapped_column(JSON, default=dict)
     start_form: Mapped[str | None] = mapped_column(String(128))
+    file_ids: Mapped[list] = mapped_column(JSON, default=list)  # files the spec is parsed from
     deployment: Mapped[Deployment] = relationship()
 
 
@@ -137,7 +139,7 @@ class HumanTask(Base):
 
     __tablename__ = "human_tasks"
     __table_args__ = (
-        UniqueConstraint("task_guid"),
+        Index("ix_task_guid", "task_guid"),
         Index("ix_task_assignee_status_due", "assignee", "status", "due_at"),
         Index("ix_task_status_due", "status", "due_at"),
         Index("ix_task_status_warn", "status", "warn_at"),
@@ -165,9 +167,7 @@ class HumanTask(Base):
     completed_at: Mapped[datetime | None] = mapped_column()
     completed_by: Mapped[str | None] = mapped_column(String(64))
     draft: Mapped[dict | None] = mapped_column(JSON)  # a delegate's answer, prefilled for the owner
-    candidates: Mapped[list[TaskCandidate]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    candidates: Mapped[list[TaskCandidate]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
 
 class TaskCandidate(Base):
@@ -176,9 +176,7 @@ class TaskCandidate(Base):
     __tablename__ = "task_candidates"
     __table_args__ = (Index("ix_candidate_kind_name", "kind", "name", "task_id"),)
 
-    task_id: Mapped[int] = mapped_column(
-        ForeignKey("human_tasks.id", ondelete="CASCADE"), primary_key=True
-    )
+    task_id: Mapped[int] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)  # group | user
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
 
@@ -205,9 +203,7 @@ class Event(Base):
     __table_args__ = (Index("ix_event_instance_id", "instance_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    instance_id: Mapped[int | None] = mapped_column(
-        ForeignKey("process_instances.id", ondelete="CASCADE")
-    )
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     type: Mapped[str] = mapped_column(String(32))
     user: Mapped[str | None] = mapped_column(String(64))

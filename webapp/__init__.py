@@ -1,0 +1,42 @@
+"""Chengxin web application: a thin Flask shell over `engine`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from engine.config import Settings
+from engine.db import make_engine, make_session_factory
+
+
+def create_app(settings: Settings | None = None, **config) -> Flask:
+    """Application factory; nothing connects to the database until a request needs it."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(Path(settings.instance_dir).resolve()))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=20 * 1024 * 1024,
+        JSON_AS_ASCII=False,
+        API_TITLE="诚信 Chengxin API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    app.config.update(config)
+    app.json.ensure_ascii = False
+    db_engine = make_engine(settings.database_url)
+    app.extensions["chengxin"] = {
+        "settings": settings,
+        "engine": db_engine,
+        "sessions": make_session_factory(db_engine),
+    }
+
+    from . import database, errors
+    from .api import register_api
+
+    database.init_app(app)
+    errors.init_app(app)
+    register_api(app)
+    return app

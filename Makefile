@@ -1,0 +1,61 @@
+# Chengxin — `make run` serves the demo on SQLite; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export CHENGXIN_INSTANCE ?= $(CURDIR)/instance
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install assets db demo lint bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+webapp/static/dist/.built: node_modules/.installed $(shell find assets -type f 2>/dev/null)
+	npm run --silent build
+	touch $@
+
+assets: webapp/static/dist/.built
+
+# The embedded demo: schema, organisation, archive, the bureau's flows, then web + worker.
+demo: install assets
+	env -u DATABASE_URL $(BIN)/chengxin init-db
+	env -u DATABASE_URL $(BIN)/chengxin seed-demo
+	env -u DATABASE_URL $(BIN)/chengxin deploy processes forms --note "演示部署"
+
+run: demo
+	@echo ""
+	@echo "  诚信 Chengxin: http://$(HOST):$(PORT)/"
+	@echo "  演示账号（密码 demo123）: registrar 登记员, handler 承办人, chief 股室负责人, legal 法制审核员,"
+	@echo "  liaison 信用联络员, deputy 分管领导, director 局长, analyst 业务分析员, supervisor 督查员, admin 管理员"
+	@echo ""
+	env -u DATABASE_URL $(BIN)/chengxin worker & \
+	  worker=$$!; trap "kill $$worker 2>/dev/null" EXIT INT TERM; \
+	  env -u DATABASE_URL $(BIN)/chengxin serve --host $(HOST) --port $(PORT)
+
+# The suite runs on SQLite, and once more on PostgreSQL when DATABASE_URL is set (as in CI).
+test: install assets
+	env -u DATABASE_URL $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	@if [ -n "$$DATABASE_URL" ]; then \
+	  echo "== again on $$DATABASE_URL =="; \
+	  $(BIN)/python -m pytest -q $(PYTEST_ARGS); \
+	fi
+
+lint: install
+	$(BIN)/ruff check engine webapp tests bench
+	$(BIN)/ruff format --check engine webapp tests bench
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) node_modules webapp/static/dist

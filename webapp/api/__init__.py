@@ -1,0 +1,23 @@
+"""The REST API of API.md under /api/v1, with its OpenAPI document at /api/openapi.json."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+
+class ChengxinApi(Api):
+    """flask-smorest Api whose error bodies follow API.md (handled by webapp.errors)."""
+
+    def _register_error_handlers(self):
+        pass
+
+
+def register_api(app: Flask) -> None:
+    from . import auth, definitions, instances, tasks
+
+    api = ChengxinApi(app)
+    api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for module in (auth, definitions, instances, tasks):
+        api.register_blueprint(module.blp)
+    app.extensions["chengxin"]["api"] = api

@@ -1,0 +1,224 @@
+"""Marshmallow schemas of every API request and response (the OpenAPI document comes from them)."""
+
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+
+class Base(Schema):
+    class Meta:
+        unknown = EXCLUDE
+        ordered = True
+
+
+class StrictBase(Schema):
+    """Request bodies: an unknown field is a client mistake worth reporting."""
+
+    class Meta:
+        ordered = True
+
+
+class ApiError(Base):
+    error = fields.String(required=True)
+    message = fields.String()
+    errors = fields.Raw()
+
+
+class TokenRequest(StrictBase):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class Token(Base):
+    token = fields.String(required=True)
+    expires_at = fields.DateTime(required=True)
+
+
+class Me(Base):
+    username = fields.String(required=True)
+    display_name = fields.String()
+    groups = fields.List(fields.String())
+    roles = fields.List(fields.String())
+
+
+class Health(Base):
+    status = fields.String(required=True)
+    database = fields.String(required=True)
+
+
+class Definition(Base):
+    key = fields.String(required=True)
+    name = fields.String()
+    version = fields.Integer(required=True)
+    deployed_at = fields.DateTime()
+    deployed_by = fields.String(allow_none=True)
+    checksum = fields.String()
+    start_form = fields.String(allow_none=True)
+
+
+class DefinitionQuery(StrictBase):
+    all_versions = fields.Boolean(load_default=False)
+
+
+class VersionQuery(StrictBase):
+    version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class DefinitionList(Base):
+    items = fields.List(fields.Nested(Definition))
+
+
+class DeployedDefinition(Base):
+    key = fields.String()
+    version = fields.Integer()
+
+
+class DeploymentResult(Base):
+    deployment_id = fields.Integer()
+    definitions = fields.List(fields.Nested(DeployedDefinition))
+
+
+class DeploymentForm(StrictBase):
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class StartForm(Base):
+    form = fields.Dict(allow_none=True)
+
+
+class Task(Base):
+    id = fields.Integer(required=True)
+    name = fields.String()
+    element_id = fields.String()
+    instance_id = fields.Integer()
+    process_key = fields.String()
+    business_key = fields.String(allow_none=True)
+    subject = fields.String()
+    assignee = fields.String(allow_none=True)
+    owner = fields.String(allow_none=True)
+    candidate_groups = fields.List(fields.String())
+    candidate_users = fields.List(fields.String())
+    created_at = fields.DateTime()
+    due_at = fields.DateTime(allow_none=True)
+    sla = fields.String(validate=validate.OneOf(["normal", "warning", "overdue"]))
+    status = fields.String(validate=validate.OneOf(["open", "completed", "cancelled"]))
+    completed_at = fields.DateTime(allow_none=True)
+    completed_by = fields.String(allow_none=True)
+    form_key = fields.String(allow_none=True)
+
+
+class TaskDetail(Task):
+    form = fields.Dict(allow_none=True)
+    data = fields.Dict()
+
+
+class HistoryEvent(Base):
+    at = fields.DateTime()
+    type = fields.String()
+    user = fields.String(allow_none=True)
+    element_id = fields.String(allow_none=True)
+    task_name = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True)
+
+
+class Diagram(Base):
+    completed = fields.List(fields.String())
+    active = fields.List(fields.String())
+
+
+class Instance(Base):
+    id = fields.Integer(required=True)
+    process_key = fields.String()
+    version = fields.Integer()
+    business_key = fields.String(allow_none=True)
+    subject = fields.String()
+    status = fields.String(
+        validate=validate.OneOf(["running", "waiting", "completed", "terminated", "suspended", "error"])
+    )
+    started_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+    started_by = fields.String(allow_none=True)
+    due_at = fields.DateTime(allow_none=True)
+    overdue = fields.Boolean()
+    tasks = fields.List(fields.Nested(Task))
+
+
+class InstanceDetail(Instance):
+    variables = fields.Dict()
+    history = fields.List(fields.Nested(HistoryEvent))
+    diagram = fields.Nested(Diagram)
+
+
+class Page(StrictBase):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class InstanceQuery(Page):
+    process_key = fields.String(validate=validate.Length(max=128))
+    status = fields.String(
+        validate=validate.OneOf(["running", "waiting", "completed", "terminated", "suspended", "error"])
+    )
+    business_key = fields.String(validate=validate.Length(max=128))
+    overdue = fields.Boolean()
+
+
+class InstanceList(Base):
+    items = fields.List(fields.Nested(Instance))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class InstanceCreate(StrictBase):
+    process_key = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    business_key = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    variables = fields.Dict(keys=fields.String(), load_default=dict)
+    version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+
+
+class MessageRequest(StrictBase):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    payload = fields.Raw(load_default=None, allow_none=True)
+
+
+class FireTimersRequest(StrictBase):
+    element_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+
+
+class ReasonRequest(StrictBase):
+    reason = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class TaskQuery(Page):
+    scope = fields.String(load_default="mine", validate=validate.OneOf(["mine", "claimable", "all"]))
+    process_key = fields.String(validate=validate.Length(max=128))
+    instance_id = fields.Integer(validate=validate.Range(min=1))
+    sla = fields.String(validate=validate.OneOf(["overdue", "warning", "normal"]))
+
+
+class TaskList(Base):
+    items = fields.List(fields.Nested(Task))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class CompleteRequest(StrictBase):
+    data = fields.Dict(keys=fields.String(), load_default=dict)
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=5000))
+
+
+class Completion(Base):
+    task = fields.Nested(Task)
+    instance = fields.Nested(Instance)
+    next_tasks = fields.List(fields.Nested(Task))
+
+
+class UserRequest(StrictBase):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    comment = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=5000))
+
+
+class CommentRequest(StrictBase):
+    comment = fields.String(required=True, validate=validate.Length(max=5000))

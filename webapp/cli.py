@@ -1,0 +1,127 @@
+"""The `chengxin` command: database, demo data, deployment, web server and worker."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from engine import schema
+from engine.config import Settings
+from engine.db import make_engine, make_session_factory, transaction
+from engine.errors import DefinitionError, EngineError
+
+
+def _sessions(settings: Settings):
+    return make_session_factory(make_engine(settings.database_url))
+
+
+@click.group()
+@click.pass_context
+def main(ctx):
+    """诚信 Chengxin workflow platform."""
+    ctx.obj = Settings.from_env()
+
+
+@main.command("init-db")
+@click.pass_obj
+def init_db(settings: Settings):
+    """Create or upgrade the database schema (Alembic)."""
+    schema.upgrade(settings.database_url)
+    click.echo(f"数据库已就绪：{settings.database_url.split('@')[-1]}")
+
+
+@main.command("seed-demo")
+@click.pass_obj
+def seed_demo(settings: Settings):
+    """Create the demo organisation (demo password) and the demo credit archive."""
+    from engine.demo_archive import seed_demo_archive
+    from engine.users import DEMO_PASSWORD, seed_demo
+
+    with transaction(_sessions(settings)) as session:
+        created = seed_demo(session)
+        records = seed_demo_archive(session)
+    click.echo(f"演示用户 {len(created)} 个（密码 {DEMO_PASSWORD}），信用记录 {records} 条")
+
+
+@main.command("deploy")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--note", default="", help="Change note for the new versions.")
+@click.option("--user", default="cli", help="Recorded as the deployer.")
+@click.pass_obj
+def deploy(settings: Settings, paths, note, user):
+    """Deploy the .bpmn/.dmn/.form files under PATHS (idempotent)."""
+    from engine import audit
+    from engine.definitions import deploy_paths
+
+    try:
+        with transaction(_sessions(settings)) as session:
+            result = deploy_paths(session, list(paths), user=user, note=note)
+            if result.created:
+                audit.record_event(
+                    session, "deployed", user=user, details={"deployment_id": result.deployment_id}
+                )
+    except DefinitionError as exc:
+        for err in exc.errors:
+            click.echo(
+                f"{err['file']}:{err['line'] or '-'} [{err['element_id'] or '-'}] {err['message']}", err=True
+            )
+        sys.exit(1)
+    for d in result.definitions:
+        click.echo(f"{d.key} v{d.version}")
+    click.echo("已部署新版本" if result.created else "内容未变化，版本保持不变")
+
+
+@main.command("create-user")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--name", "display_name", default="")
+@click.option("--group", "groups", multiple=True, help="Group key; repeat for several.")
+@click.pass_obj
+def create_user(settings: Settings, username, password, display_name, groups):
+    """Create a user in the given groups."""
+    from engine.users import create_user as create
+    from engine.users import ensure_groups
+
+    try:
+        with transaction(_sessions(settings)) as session:
+            ensure_groups(session)
+            create(session, username, password, display_name=display_name, groups=list(groups))
+    except EngineError as exc:
+        click.echo(f"{exc.message} {getattr(exc, 'errors', '')}", err=True)
+        sys.exit(1)
+    click.echo(f"用户 {username} 已创建")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=5000, type=int)
+@click.option("--workers", default=0, type=int, help="gunicorn workers (0 = Flask's own server).")
+@click.pass_obj
+def serve(settings: Settings, host, port, workers):
+    """Serve the web app."""
+    if workers:
+        import os
+
+        os.execvp(
+            sys.executable,
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{host}:{port}", "webapp.wsgi:app"],
+        )
+    from webapp import create_app
+
+    create_app(settings).run(host=host, port=port, threaded=True)
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Process what is due now, then exit.")
+@click.pass_obj
+def worker(settings: Settings, once):
+    """Fire due timers, deliver the outbox, send reminders."""
+    from engine.jobs import run_worker
+
+    run_worker(settings, once=once)
+
+
+if __name__ == "__main__":
+    main()
