@@ -7,6 +7,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from lxml import etree
@@ -359,8 +360,9 @@ def _lint_expressions(entry: BundleFile, errors: list[dict]) -> None:
             text = _expression_text(timer.text)
             if not text:
                 errors.append(_error(entry.name, "定时器没有表达式", _source_line(timer), _owner_id(timer)))
-            elif not scripting.is_iso_timer_literal(text):
-                _check_code(errors, entry, timer, text, scripting.check_expression, "定时器表达式无效")
+            else:
+                check = partial(scripting.check_timer_expression, kind=tag)
+                _check_code(errors, entry, timer, text, check, "定时器表达式无效")
     for script in root.iter(f"{{{BPMN_NS}}}script"):
         _check_code(errors, entry, script, script.text or "", scripting.check_script, "脚本无效")
     for node in root.iter():
@@ -619,13 +621,15 @@ def deploy_paths(
 
 # --- spec cache -------------------------------------------------------------------------
 
-_spec_cache: dict[int, tuple] = {}
+# Keyed by content, not row id: ids repeat across databases (tests, restores), checksums don't.
+_spec_cache: dict[tuple[str, str], tuple] = {}
 _spec_lock = threading.Lock()
 
 
 def load_spec(session: Session, definition: ProcessDefinition):
     """The parsed (spec, subprocess_specs) of a stored definition, parsed once per process."""
-    cached = _spec_cache.get(definition.id)
+    cache_key = (definition.key, definition.checksum)
+    cached = _spec_cache.get(cache_key)
     if cached is not None:
         return cached
     parser = _new_parser(validate=False)
@@ -636,7 +640,7 @@ def load_spec(session: Session, definition: ProcessDefinition):
             parser.add_dmn_xml(etree.fromstring(row.content.encode(), _SAFE_XML), row.name)
     result = (parser.get_spec(definition.key), parser.get_subprocess_specs(definition.key))
     with _spec_lock:
-        _spec_cache[definition.id] = result
+        _spec_cache[cache_key] = result
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from uuid import UUID
 
 from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
@@ -34,6 +35,8 @@ class StateOnlyWorkflowConverter(BpmnWorkflowConverter):
 
 def _registry():
     registry = BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG)
+    # Scripts may leave plain dates in task data; SpiffWorkflow only registers datetimes.
+    registry.register(date, lambda v: {"value": v.isoformat()}, lambda v: date.fromisoformat(v["value"]))
     StateOnlyWorkflowConverter(BpmnWorkflow, registry)
     return registry
 

@@ -14,10 +14,10 @@ class ChengxinApi(Api):
 
 
 def register_api(app: Flask) -> None:
-    from . import auth, definitions, instances, tasks
+    from . import auth, credit, definitions, instances, tasks
 
     api = ChengxinApi(app)
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for module in (auth, definitions, instances, tasks):
+    for module in (auth, definitions, instances, tasks, credit):
         api.register_blueprint(module.blp)
     app.extensions["chengxin"]["api"] = api

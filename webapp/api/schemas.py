@@ -222,3 +222,58 @@ class UserRequest(StrictBase):
 
 class CommentRequest(StrictBase):
     comment = fields.String(required=True, validate=validate.Length(max=5000))
+
+
+class CreditQuery(Page):
+    status = fields.String(
+        validate=validate.OneOf(
+            ["published", "under_objection", "corrected", "revoked", "repaired", "expired"]
+        )
+    )
+    severity = fields.String(validate=validate.OneOf(["minor", "general", "serious"]))
+    subject = fields.String(validate=validate.Length(max=128))
+
+
+class PublicCreditQuery(Page):
+    subject = fields.String(validate=validate.Length(max=128))
+
+
+class CreditHistoryEntry(Base):
+    at = fields.String()
+    user = fields.String(allow_none=True)
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    reason = fields.String(allow_none=True)
+    instance_id = fields.Integer(allow_none=True)
+
+
+class PublicCreditRecord(Base):
+    id = fields.Integer()
+    subject_type = fields.String()
+    subject_name = fields.String()
+    subject_code = fields.String()
+    category = fields.String()
+    severity = fields.String()
+    doc_no = fields.String()
+    decided_at = fields.String()
+    facts = fields.String()
+    status = fields.String()
+    disclosure_start = fields.String(allow_none=True)
+    repairable_from = fields.String(allow_none=True)
+    disclosure_end = fields.String(allow_none=True)
+    correction = fields.Dict(allow_none=True)
+
+
+class CreditRecord(PublicCreditRecord):
+    history = fields.List(fields.Nested(CreditHistoryEntry))
+
+
+class CreditRecordList(Base):
+    items = fields.List(fields.Nested(CreditRecord))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class PublicCreditRecordList(CreditRecordList):
+    items = fields.List(fields.Nested(PublicCreditRecord))
