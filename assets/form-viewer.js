@@ -1,0 +1,128 @@
+// Mounts a form-js Form on every [data-form-schema] and hands its data to the
+// enclosing <form> as a hidden JSON input, so an ordinary POST (with its CSRF
+// hidden input) carries it. Contract: assets/README.md.
+import './shared/legacy-runtime.js';
+import { Form } from '@bpmn-io/form-js';
+
+import '@bpmn-io/form-js/dist/assets/form-js.css';
+import './shared/widget.css';
+import './form-viewer.css';
+
+import { ensureHiddenInput } from './shared/hidden-input.js';
+import { mountAll, readJsonScript } from './shared/page-data.js';
+
+const DEFAULT_INPUT_NAME = 'data';
+
+mountAll('[data-form-schema]', mountForm);
+
+async function mountForm(container) {
+  const schema = readJsonScript(container.getAttribute('data-form-schema'));
+  const data = readJsonScript(container.getAttribute('data-form-data')) || {};
+  const serverErrors = readJsonScript(container.getAttribute('data-form-errors')) || {};
+  const readOnly = container.hasAttribute('data-form-readonly');
+
+  const form = new Form({ container, properties: { readOnly } });
+  await form.importSchema(schema, data);
+  showServerErrors(form, container, serverErrors);
+
+  container.chengxinForm = form;
+  const htmlForm = container.closest('form');
+  if (htmlForm && !readOnly) {
+    wireSubmission(form, container, htmlForm);
+  }
+}
+
+// Server errors are keyed by data path ("name", "group.name"); form-js keys its
+// error state by field id, so translate. Errors for no visible field go in a summary.
+function showServerErrors(form, container, serverErrors) {
+  const fieldIdsByPath = mapFieldIdsByPath(form);
+  const fieldErrors = {};
+  const unplaced = [];
+  for (const [path, messages] of Object.entries(serverErrors)) {
+    const list = Array.isArray(messages) ? messages.map(String) : [String(messages)];
+    const fieldId = fieldIdsByPath.get(path);
+    if (fieldId) {
+      fieldErrors[fieldId] = list;
+    } else {
+      unplaced.push(...list);
+    }
+  }
+  if (Object.keys(fieldErrors).length) {
+    // _setState is form-js's own way to publish errors to its fields (as validate() does).
+    form._setState({ errors: fieldErrors });
+  }
+  if (unplaced.length) {
+    container.prepend(errorSummary(unplaced));
+  }
+}
+
+function mapFieldIdsByPath(form) {
+  const pathRegistry = form.get('pathRegistry');
+  const byPath = new Map();
+  for (const field of form.get('formFieldRegistry').getAll()) {
+    if (field.key) {
+      byPath.set(pathRegistry.getValuePath(field).join('.'), field.id);
+    }
+  }
+  return byPath;
+}
+
+function errorSummary(messages) {
+  const box = document.createElement('div');
+  box.className = 'cx-form-errors';
+  box.setAttribute('role', 'alert');
+  const list = document.createElement('ul');
+  for (const message of messages) {
+    const item = document.createElement('li');
+    item.textContent = message;
+    list.append(item);
+  }
+  box.append(list);
+  return box;
+}
+
+function wireSubmission(form, container, htmlForm) {
+  const input = ensureHiddenInput(htmlForm, container.getAttribute('data-form-input-name') || DEFAULT_INPUT_NAME);
+  let submitting = false;
+
+  htmlForm.addEventListener('submit', (event) => {
+    // form-js renders its own <form>; its submit events bubble up here too.
+    if (event.target !== htmlForm) {
+      return;
+    }
+    submitting = true;
+    try {
+      const { data, errors } = form.submit();
+      const skipValidation = Boolean(event.submitter && event.submitter.hasAttribute('formnovalidate'));
+      if (Object.keys(errors).length && !skipValidation) {
+        event.preventDefault();
+        focusFirstError(container);
+        return;
+      }
+      input.value = JSON.stringify(data);
+    } finally {
+      submitting = false;
+    }
+  });
+
+  // Enter in a field or a form-js submit button submits form-js's inner form:
+  // pass that on to the page's form so there is one way to submit.
+  form.on('submit', () => {
+    if (!submitting) {
+      htmlForm.requestSubmit(defaultSubmitter(htmlForm, container));
+    }
+  });
+}
+
+function defaultSubmitter(htmlForm, container) {
+  const buttons = htmlForm.querySelectorAll('button:not([type]), button[type="submit"], input[type="submit"]');
+  return Array.from(buttons).find((button) => !container.contains(button) && !button.disabled) || null;
+}
+
+function focusFirstError(container) {
+  const invalid = container.querySelector('.fjs-has-errors input, .fjs-has-errors textarea, .fjs-has-errors select, .fjs-has-errors [tabindex]');
+  if (invalid) {
+    invalid.focus();
+    invalid.scrollIntoView({ block: 'center' });
+  }
+}
