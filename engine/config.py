@@ -29,7 +29,11 @@ class Settings:
     smtp_port: int = 25
     smtp_sender: str = "chengxin@localhost"
     worker_poll_seconds: float = 5.0
+    # How long a claimed outbox message stays with its worker before another may retry it.
+    outbox_lease_seconds: float = 120.0
     token_hours: int = 12
+    # Fernet keys for data at rest, newest first; empty = derived from secret_key (demo only).
+    data_keys: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -43,9 +47,20 @@ class Settings:
             smtp_host=os.environ.get("CHENGXIN_SMTP_HOST") or None,
             smtp_port=_env_int("CHENGXIN_SMTP_PORT", 25),
             worker_poll_seconds=float(os.environ.get("CHENGXIN_WORKER_POLL", 5.0)),
+            outbox_lease_seconds=float(os.environ.get("CHENGXIN_OUTBOX_LEASE", 120.0)),
+            data_keys=tuple(
+                k.strip() for k in os.environ.get("CHENGXIN_DATA_KEYS", "").split(",") if k.strip()
+            ),
         )
         values.update(overrides)
         return cls(**values)
+
+    @cached_property
+    def cipher(self):
+        from .crypto import Cipher, derived_key
+
+        keys = [k.encode() for k in self.data_keys] or [derived_key(self.secret_key)]
+        return Cipher(keys)
 
     @property
     def holiday_dir(self) -> Path:

@@ -18,7 +18,7 @@ from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, definitions, forms, store
+from . import audit, confidential, definitions, forms, store
 from .access import Actor, can_see_task, is_candidate
 from .config import Settings
 from .connectors import script_helpers
@@ -61,7 +61,8 @@ def _script_engine(ctx: Context, instance: ProcessInstance) -> ScriptEngine:
 
 def _load(ctx: Context, instance: ProcessInstance) -> Loaded:
     spec, subprocess_specs = definitions.load_spec(ctx.session, instance.definition)
-    workflow = store.load_state(instance.state, spec, subprocess_specs, _script_engine(ctx, instance))
+    state = ctx.settings.cipher.decrypt(instance.state)
+    workflow = store.load_state(state, spec, subprocess_specs, _script_engine(ctx, instance))
     return Loaded(instance, workflow)
 
 
@@ -89,7 +90,7 @@ def _save(ctx: Context, loaded: Loaded) -> None:
     """Serialize the state and bring the projections in line with it."""
     instance, workflow = loaded.instance, loaded.workflow
     variables = workflow_variables(workflow)
-    instance.state = store.dump_state(workflow)
+    instance.state = ctx.settings.cipher.encrypt(store.dump_state(workflow))
     instance.subject = _subject(variables) or instance.subject
     instance.due_at = _instance_deadline(ctx, variables)
     _sync_tasks(ctx, loaded, variables)
@@ -667,6 +668,7 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     _check_can_complete(ctx, task)
     form = task_form(ctx, task)
     cleaned = forms.validate_submission(form, data or {}) if form else _plain_data(data)
+    cleaned = confidential.strip_for(ctx.actor, instance.definition, cleaned)
     comment = (comment or cleaned.get("opinion") or "").strip() or None
     if task.owner:
         return _resolve_delegation(ctx, task, instance, cleaned, comment)
@@ -773,7 +775,7 @@ def task_prefill(ctx: Context, task: HumanTask) -> dict:
     keys = {f["key"] for f in forms.form_fields(form)} if form else set(data)
     prefill = {k: v for k, v in data.items() if k in keys}
     prefill.update(task.draft or {})
-    return _jsonable(prefill)
+    return _jsonable(confidential.strip_for(ctx.actor, instance.definition, prefill))
 
 
 def _jsonable(value):
@@ -787,7 +789,9 @@ def _jsonable(value):
 
 
 def instance_variables(ctx: Context, instance: ProcessInstance) -> dict:
-    return _jsonable(workflow_variables(_load(ctx, instance).workflow))
+    """The instance's variables as this actor may see them (confidential fields masked)."""
+    variables = workflow_variables(_load(ctx, instance).workflow)
+    return _jsonable(confidential.mask_for(ctx.actor, instance.definition, variables))
 
 
 def instance_diagram(ctx: Context, instance: ProcessInstance) -> dict:

@@ -94,6 +94,28 @@ def create_user(settings: Settings, username, password, display_name, groups):
     click.echo(f"用户 {username} 已创建")
 
 
+@main.command("generate-key")
+def generate_key():
+    """Print a new data key for CHENGXIN_DATA_KEYS (put it first; keep old keys until rotated)."""
+    from engine.crypto import generate_key as new_key
+
+    click.echo(new_key())
+
+
+@main.command("rotate-keys")
+@click.pass_obj
+def rotate_keys(settings: Settings):
+    """Re-encrypt every instance state with the newest data key."""
+    from engine.crypto import reencrypt_states
+
+    session = _sessions(settings)()
+    try:
+        count = reencrypt_states(session, settings.cipher)
+    finally:
+        session.close()
+    click.echo(f"已用最新密钥重新加密 {count} 个流程实例")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
