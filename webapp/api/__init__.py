@@ -20,4 +20,7 @@ def register_api(app: Flask) -> None:
     api.spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     for module in (auth, definitions, instances, tasks, credit):
         api.register_blueprint(module.blp)
+    from . import calendar
+
+    api.register_blueprint(calendar.blp)
     app.extensions["chengxin"]["api"] = api

@@ -277,3 +277,28 @@ class CreditRecordList(Base):
 
 class PublicCreditRecordList(CreditRecordList):
     items = fields.List(fields.Nested(PublicCreditRecord))
+
+
+def _year_1900_to_2200(value):
+    return validate.Range(min=1900, max=2200, error="日期应在 1900 至 2200 年之间")(value.year)
+
+
+class AddWorkdaysQuery(StrictBase):
+    start = fields.Date(required=True, validate=_year_1900_to_2200)
+    days = fields.Integer(
+        required=True, validate=validate.Range(min=-3650, max=3650, error="天数应在 -3650 至 3650 之间")
+    )
+
+
+class AddWorkdays(Base):
+    start = fields.Date(required=True)
+    days = fields.Integer(required=True)
+    date = fields.Date(required=True)
+
+
+class CalendarYear(Base):
+    year = fields.Integer(required=True)
+    source = fields.String(required=True, validate=validate.OneOf(["chinese-calendar", "file", "fallback"]))
+    holidays = fields.List(fields.String(metadata={"format": "date"}))
+    workdays = fields.List(fields.String(metadata={"format": "date"}))
+    warning = fields.String()
