@@ -1,0 +1,1 @@
+"""Benchmarks of the engine core: `python -m bench.run` (see bench/RESULTS.md)."""

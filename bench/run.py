@@ -1,0 +1,345 @@
+"""`python -m bench.run`: the engine-core benchmark, printed as JSON and a Markdown table.
+
+    python -m bench.run                      # full run on a fresh SQLite file (≈10-20 min)
+    python -m bench.run --quick              # seconds; what tests/bench runs
+    python -m bench.run --db postgresql+psycopg://postgres@127.0.0.1:5432/bench --reset
+    python -m bench.run --finished 1000 --json-out results.json --profile /tmp/profiles
+
+Progress goes to stderr; stdout holds the JSON, then the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from . import engine_overhead as eo
+
+TARGETS = {
+    "engine_vs_bare_state_only": 3.0,
+    "engine_vs_bare_full_spec": 3.0,
+    "growth_engine_complete_task": 1.2,
+    "growth_engine_start_instance": 1.2,
+    "growth_http_complete_task": 1.2,
+    "growth_http_start_instance": 1.2,
+    "multi_instance_vs_seq10": 3.0,
+    "long_history_vs_seq10": 3.0,
+}
+
+
+@dataclass(frozen=True)
+class Counts:
+    instances: int  # 10-task instances timed through the engine API, per database state
+    http_instances: int  # the same through HTTP
+    finished: int  # finished instances put in the database between the two states
+    breakdown_instances: int  # instances whose completes are broken down by phase
+    bare_instances: int  # instances run with bare SpiffWorkflow, per serializer variant
+    multi_items: int  # items of the multi-instance task
+    long_history: int  # completed loop-backs before the long-history instance is timed
+    large_samples: int  # timed completes per large instance
+    depth_probe: int  # loop the long-history instance up to this many completions (0: skip)
+
+
+# 470 + 20 timed loop-backs stay below the ~500 where SpiffWorkflow loses a 2-element loop.
+FULL = Counts(50, 30, 10_000, 20, 50, 1000, 470, 20, 520)
+QUICK = Counts(3, 2, 10, 2, 3, 20, 10, 3, 0)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run of every figure")
+    parser.add_argument("--db", help="database URL (default: a fresh SQLite file in a temp dir)")
+    parser.add_argument("--reset", action="store_true", help="drop every table of --db first")
+    parser.add_argument("--finished", type=int, help="finished instances before the second measurement")
+    parser.add_argument("--instances", type=int, help="10-task instances timed per database state")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON here")
+    parser.add_argument("--profile", type=Path, help="write pyinstrument profiles of complete-task here")
+    return parser.parse_args(argv)
+
+
+def _counts(args) -> Counts:
+    counts = QUICK if args.quick else FULL
+    if args.finished is not None:
+        counts = replace(counts, finished=args.finished)
+    if args.instances is not None:
+        counts = replace(counts, instances=args.instances)
+    return counts
+
+
+_began = time.perf_counter()
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.perf_counter() - _began:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _package(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    return {
+        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {n: _package(n) for n in ("SpiffWorkflow", "SQLAlchemy", "Flask", "psycopg")},
+    }
+
+
+@contextmanager
+def _database(url: str | None):
+    with tempfile.TemporaryDirectory(prefix="chengxin-bench-") as tmp:
+        yield (url or f"sqlite:///{tmp}/bench.db"), Path(tmp) / "instance"
+
+
+def _progress(done: int, total: int) -> None:
+    if done == total or done % 1000 == 0:
+        _say(f"  finished instances: {done}/{total}")
+
+
+def _profiled(directory: Path, name: str, action) -> None:
+    from pyinstrument import Profiler
+
+    directory.mkdir(parents=True, exist_ok=True)
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        action()
+    (directory / f"{name}.txt").write_text(profiler.output_text(unicode=True, color=False))
+    _say(f"  profile written: {directory / name}.txt")
+
+
+def measure_database(bench: eo.Bench, counts: Counts, profile: Path | None) -> dict:
+    """Every figure that needs the database, in the order the database grows."""
+    http = eo.HttpClient(bench)
+    try:
+        _say("warm-up (spec cache, form schema, imports)")
+        eo.engine_timings(bench, 1)
+        eo.http_timings(http, 1)
+        gc.collect()
+        _say(f"engine API on the empty database: {counts.instances} instances")
+        engine = {"empty": eo.engine_timings(bench, counts.instances)}
+        _say(f"HTTP on the empty database: {counts.http_instances} instances")
+        web = {"empty": eo.http_timings(http, counts.http_instances)}
+        _say(f"filling: {counts.finished} finished instances through the engine")
+        started = time.perf_counter()
+        finished = eo.fill_finished(bench, counts.finished, progress=_progress)
+        fill_seconds = time.perf_counter() - started
+        gc.collect()
+        _say(f"engine API after {finished} finished instances")
+        engine["after_finished"] = eo.engine_timings(bench, counts.instances)
+        _say("HTTP after the fill")
+        web["after_finished"] = eo.http_timings(http, counts.http_instances)
+    finally:
+        http.close()
+    _say("complete-task breakdown by phase")
+    breakdown = eo.complete_task_breakdown(bench, counts.breakdown_instances)
+    large = measure_large(bench, counts, profile)
+    if profile:
+        _profiled(profile, "complete_task_seq10", lambda: eo.engine_timings(bench, 5))
+    return {
+        "finished_instances": finished,
+        "fill_seconds": round(fill_seconds, 1),
+        "engine": engine,
+        "http": web,
+        "breakdown": breakdown,
+        "large": large,
+    }
+
+
+def measure_large(bench: eo.Bench, counts: Counts, profile: Path | None) -> dict:
+    gc.collect()
+    _say(f"large: multi-instance task over {counts.multi_items} items")
+    multi = eo.MultiInstanceCase(bench, counts.multi_items)
+    multi_figures = multi.figures(multi.complete_some(counts.large_samples))
+    if profile:
+        _profiled(profile, "complete_task_multi_instance", lambda: multi.complete_some(5))
+    multi_figures["bare"] = eo.bare_multi_instance(counts.multi_items, counts.large_samples)
+    _say(f"large: a task looped back {counts.long_history} times")
+    loop = eo.LongHistoryCase(bench, counts.long_history)
+    loop_figures = loop.figures(loop.complete_some(counts.large_samples))
+    if profile:
+        _profiled(profile, "complete_task_long_history", lambda: loop.complete_some(5))
+    loop_figures["bare"] = eo.bare_long_history(counts.long_history, counts.large_samples)
+    if counts.depth_probe:
+        _say(f"large: looping on up to {counts.depth_probe} completions (SpiffWorkflow depth limit)")
+    loop_figures["wrongly_ended_after_loop_backs"] = (
+        loop.probe_depth_limit(counts.depth_probe) if counts.depth_probe else None
+    )
+    return {"multi_instance": multi_figures, "long_history": loop_figures}
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 2)
+
+
+def _median(figures: dict, operation: str) -> float:
+    return figures[operation]["median_ms"]
+
+
+def ratios(results: dict) -> dict:
+    engine, web, bare = results["engine"], results["http"], results["bare"]
+    reference = _median(engine["empty"], "complete_task")
+    after_reference = _median(engine["after_finished"], "complete_task")
+    values = {
+        "engine_vs_bare_state_only": _ratio(reference, bare["state_only"]["step"]["median_ms"]),
+        "engine_vs_bare_full_spec": _ratio(reference, bare["full_spec"]["step"]["median_ms"]),
+        "http_vs_engine_complete_task": _ratio(_median(web["empty"], "complete_task"), reference),
+        "multi_instance_vs_seq10": _ratio(
+            _median(results["large"]["multi_instance"], "complete_task"), after_reference
+        ),
+        "long_history_vs_seq10": _ratio(
+            _median(results["large"]["long_history"], "complete_task"), after_reference
+        ),
+    }
+    bare_reference = bare["state_only"]["step"]["median_ms"]
+    for case in ("multi_instance", "long_history"):
+        bare_case = results["large"][case]["bare"]["step"]["median_ms"]
+        values[f"bare_{case}_vs_bare_seq10"] = _ratio(bare_case, bare_reference)
+    for kind, figures in (("engine", engine), ("http", web)):
+        for operation in ("start_instance", "complete_task"):
+            values[f"growth_{kind}_{operation}"] = _ratio(
+                _median(figures["after_finished"], operation), _median(figures["empty"], operation)
+            )
+    return values
+
+
+def targets(values: dict) -> dict:
+    return {
+        name: {"value": values[name], "limit": limit, "met": values[name] <= limit}
+        for name, limit in TARGETS.items()
+    }
+
+
+def run(args) -> dict:
+    counts = _counts(args)
+    results: dict = {"machine": machine(), "counts": asdict(counts), "quick": args.quick}
+    _say("bare SpiffWorkflow reference")
+    eo.bare_timings(1)  # warm-up
+    results["bare"] = eo.bare_timings(counts.bare_instances)
+    with _database(args.db) as (url, instance_dir):
+        bench = eo.open_bench(url, instance_dir, reset=args.reset)
+        try:
+            results["database"] = {
+                "url": make_url(url).render_as_string(hide_password=True),
+                "backend": bench.db.dialect.name,
+                "version": eo.database_version(bench),
+            }
+            results.update(measure_database(bench, counts, args.profile))
+        finally:
+            bench.close()
+    results["ratios"] = ratios(results)
+    results["targets"] = targets(results["ratios"])
+    if args.profile:
+        results["profiles"] = {"directory": str(args.profile), "pyinstrument": _package("pyinstrument")}
+    return results
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _cell(figures: dict) -> str:
+    return f"{figures['median_ms']:.2f} / {figures['p95_ms']:.2f}"
+
+
+def markdown(results: dict) -> str:
+    """The figures as Markdown tables (ms as median / p95)."""
+    engine, web, bare = results["engine"], results["http"], results["bare"]
+    finished = results["finished_instances"]
+    lines = [
+        f"Database: {results['database']['version']}; machine: {results['machine']['nproc']} × "
+        f"{results['machine']['cpu_model']}, Python {results['machine']['python']}",
+        "",
+        f"| operation (ms, median / p95) | empty database | after {finished} finished |",
+        "|---|---|---|",
+    ]
+    for label, figures in (("engine", engine), ("HTTP", web)):
+        for operation in ("start_instance", "complete_task"):
+            lines.append(
+                f"| {label} {operation} | {_cell(figures['empty'][operation])} "
+                f"| {_cell(figures['after_finished'][operation])} |"
+            )
+    lines += [
+        f"| bare SpiffWorkflow step, full spec ({bare['full_spec']['state_bytes']} B) "
+        f"| {_cell(bare['full_spec']['step'])} | |",
+        f"| bare SpiffWorkflow step, state only ({bare['state_only']['state_bytes']} B) "
+        f"| {_cell(bare['state_only']['step'])} | |",
+    ]
+    large = results["large"]
+    multi, loop = large["multi_instance"], large["long_history"]
+    lines += [
+        f"| complete_task, multi-instance over {multi['items']} items ({multi['state_bytes']} B) "
+        f"| | {_cell(multi['complete_task'])} |",
+        f"| complete_task after {loop['completed_before']} loop-backs ({loop['state_bytes']} B) "
+        f"| | {_cell(loop['complete_task'])} |",
+        f"| bare step, multi-instance over {multi['items']} items | | {_cell(multi['bare']['step'])} |",
+        f"| bare step after {loop['completed_before']} loop-backs | | {_cell(loop['bare']['step'])} |",
+        "",
+        "| ratio | value | target | met |",
+        "|---|---|---|---|",
+    ]
+    for name, value in results["ratios"].items():
+        target = results["targets"].get(name)
+        if target:
+            lines.append(f"| {name} | {value} | ≤ {target['limit']} | {'yes' if target['met'] else 'NO'} |")
+        else:
+            lines.append(f"| {name} | {value} | (information) | |")
+    breakdown = results["breakdown"]
+    total = breakdown["total_mean_ms"]
+    lines += [
+        "",
+        f"| engine complete_task phase (mean of {breakdown['completes']}) | ms | share |",
+        "|---|---|---|",
+    ]
+    for phase, ms in breakdown["phases_mean_ms"].items():
+        lines.append(f"| {phase} | {ms:.3f} | {ms / total:.0%} |")
+    lines += [
+        f"| **total** | {total:.3f} | 100% |",
+        f"| of which in the SQL driver ({breakdown['sql_statements_per_complete']} statements) "
+        f"| {breakdown['sql_driver_mean_ms']:.3f} | {breakdown['sql_driver_mean_ms'] / total:.0%} |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except eo.BenchError as exc:
+        raise SystemExit(f"bench: {exc}") from None
+    text = json.dumps(results, ensure_ascii=False, indent=2)
+    if args.json_out:
+        args.json_out.write_text(text + "\n")
+    print(text)
+    print()
+    print(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
