@@ -139,10 +139,94 @@ def serve(settings: Settings, host, port, workers):
 @click.option("--once", is_flag=True, help="Process what is due now, then exit.")
 @click.pass_obj
 def worker(settings: Settings, once):
-    """Fire due timers, deliver the outbox, send reminders."""
+    """Fire due timers, deliver the outbox, send reminders; SIGTERM stops it after the current job."""
+    import logging
+
     from engine.jobs import run_worker
 
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
     run_worker(settings, once=once)
+
+
+_YEAR_SOURCES = {"chinese-calendar": "内置数据", "file": "数据文件", "fallback": "无数据，按周一至周五计算"}
+
+
+def _schema_problems(connection, database_url: str) -> list[str]:
+    """Print the database's Alembic revision against the newest one shipped; the problems found."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    current = MigrationContext.configure(connection).get_current_revision()
+    heads = ScriptDirectory.from_config(schema.alembic_config(database_url)).get_heads()
+    click.echo(f"数据库结构版本：{current or '无'}（最新 {', '.join(heads) or '无'}）")
+    if not inspect(connection).has_table("process_instances"):
+        return ["数据库结构未初始化：请运行 chengxin init-db"]
+    if heads and current not in heads:
+        return ["数据库结构不是最新版本：请运行 chengxin init-db"]
+    return []
+
+
+def _print_worker_status(settings: Settings, status: dict) -> None:
+    from datetime import datetime
+
+    this_year = datetime.now(settings.tzinfo).year
+    years = [settings.calendar.year_info(y) for y in (this_year - 1, this_year, this_year + 1)]
+    click.echo("节假日数据：" + "；".join(f"{y['year']} {_YEAR_SOURCES[y['source']]}" for y in years))
+    lag = status["timer_lag_seconds"]
+    click.echo(
+        f"到期未触发的定时器：{status['due_timers']}（最长延迟 {'-' if lag is None else f'{lag:.0f} 秒'}）"
+    )
+    click.echo(
+        f"待发送外发消息：{status['outbox_backlog']}，投递失败：{status['outbox_dead']}，"
+        f"出错的流程实例：{status['instances_in_error']}"
+    )
+    for warning in status["warnings"]:
+        click.echo(f"警告：{warning}")
+
+
+def _doctor_checks(settings: Settings) -> list[str]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.jobs import worker_status
+
+    url = make_url(settings.database_url)
+    where = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        click.echo(f"数据库：文件不存在（{where}）")
+        return ["数据库尚未创建：请运行 chengxin init-db"]
+    db_engine = make_engine(settings.database_url, hide_parameters=True)
+    try:
+        with db_engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            click.echo(f"数据库：可连接（{where}）")
+            problems = _schema_problems(connection, settings.database_url)
+        if problems:
+            return problems
+        with transaction(make_session_factory(db_engine)) as session:
+            status = worker_status(session, settings)
+    except SQLAlchemyError as exc:
+        click.echo(f"数据库：不可用（{where}，{type(getattr(exc, 'orig', None) or exc).__name__}）")
+        return ["数据库不可用"]
+    finally:
+        db_engine.dispose()
+    _print_worker_status(settings, status)
+    return status["problems"]
+
+
+@main.command("doctor")
+@click.pass_obj
+def doctor(settings: Settings):
+    """Check the database, schema, holiday data and the worker's backlog; exit 1 when something needs fixing."""
+    problems = _doctor_checks(settings)
+    for problem in problems:
+        click.echo(f"问题：{problem}")
+    click.echo(f"结论：有 {len(problems)} 个问题需要处理" if problems else "结论：正常")
+    sys.exit(1 if problems else 0)
 
 
 if __name__ == "__main__":
