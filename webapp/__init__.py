@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -23,6 +25,14 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        # Page sessions: a signed cookie, unreadable to scripts, not sent on cross-site posts;
+        # Secure when served over HTTPS (CHENGXIN_SECURE_COOKIES=1). "Remember me" makes it
+        # last PERMANENT_SESSION_LIFETIME, otherwise it ends with the browser.
+        SESSION_COOKIE_NAME="chengxin_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("CHENGXIN_SECURE_COOKIES", "") in ("1", "true", "yes"),
+        PERMANENT_SESSION_LIFETIME=timedelta(days=14),
     )
     app.config.update(config)
     app.json.ensure_ascii = False
@@ -33,10 +43,14 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         "sessions": make_session_factory(db_engine),
     }
 
-    from . import database, errors
+    from . import csrf, database, errors, i18n
     from .api import register_api
+    from .pages import register_pages
 
     database.init_app(app)
     errors.init_app(app)
+    csrf.init_app(app)
+    i18n.init_app(app)
     register_api(app)
+    register_pages(app)
     return app
