@@ -173,6 +173,7 @@ def _fire_next(sessions, settings: Settings, now: datetime, seen: set[int]) -> t
         try:
             runtime.run_due_timers(runtime.Context(session, SYSTEM, settings), instance_id)
             session.commit()
+            log.info("instance %s: due timers fired", instance_id)
             return instance_id, True
         except (StaleDataError, IntegrityError, DataError, Conflict, NotFound) as exc:
             # Changed, suspended or ended by someone else meanwhile: look again next round.
@@ -182,20 +183,23 @@ def _fire_next(sessions, settings: Settings, now: datetime, seen: set[int]) -> t
         except DBAPIError:
             session.rollback()
             raise
-        except Exception as exc:  # a script error, or a defect in the step: park the instance
+        except ScriptError as exc:  # the diagram's own fault: park the instance for a person
             session.rollback()
             _park_instance(sessions, instance_id, exc)
+            return instance_id, False
+        except Exception as exc:
+            # A defect or a configuration fault (e.g. a wrong data key) is not the instance's:
+            # leave it as it was and try again next round.
+            session.rollback()
+            log.error("instance %s: timer step failed (%s); retried later", instance_id, _describe(exc))
             return instance_id, False
     finally:
         session.close()
 
 
-def _park_instance(sessions, instance_id: int, exc: Exception) -> None:
+def _park_instance(sessions, instance_id: int, exc: ScriptError) -> None:
     """Set a failing instance to "error" with the reason, audited, and tell the administrators."""
-    if isinstance(exc, ScriptError):
-        message = exc.message
-    else:
-        message = f"定时器触发后流程执行失败（{type(exc).__name__}），请联系系统管理员"
+    message = exc.message
     log.error("instance %s: timer step failed (%s); status set to error", instance_id, _describe(exc))
     with transaction(sessions) as session:
         if not _lock_instance(session, instance_id):
@@ -372,6 +376,7 @@ def _record(sessions, settings: Settings, claim: Claimed, outcome: Outcome, now:
         if message is None or message.status != "pending":
             return
         if outcome.ok:
+            log.info("outbox %s (%s): delivered by %s", message.id, message.kind, outcome.channel)
             message.status = "delivered"
             message.delivered_at = utcnow()
             message.last_error = None

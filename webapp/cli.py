@@ -147,6 +147,7 @@ def worker(settings: Settings, once):
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("spiff").setLevel(logging.WARNING)  # one line per task state change otherwise
     run_worker(settings, once=once)
 
 

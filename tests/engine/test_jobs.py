@@ -401,3 +401,17 @@ def test_retry_delays_double_and_are_capped():
     assert 30 <= jobs.retry_delay(1).total_seconds() <= 33
     assert 240 <= jobs.retry_delay(4).total_seconds() <= 264
     assert 6 * 3600 <= jobs.retry_delay(30).total_seconds() <= 6.6 * 3600
+
+
+def test_a_configuration_fault_leaves_instances_as_they_were(session_factory, settings, flows, caplog):
+    from dataclasses import replace
+
+    with time_machine.travel(MONDAY, tick=False):
+        instance_id = start(session_factory, settings, "waiting_flow")
+    wrong_key = replace(settings, secret_key="not-the-key-the-states-were-written-with")
+    with time_machine.travel(MONDAY + timedelta(hours=2), tick=False), caplog.at_level(logging.INFO):
+        assert jobs.fire_due_timers(session_factory, wrong_key) == 0
+        view = instance_view(session_factory, instance_id)
+        assert view["status"] == "waiting" and view["timers"] == ["wait_hour"]  # not parked
+        assert "retried later" in caplog.text
+        assert jobs.fire_due_timers(session_factory, settings) == 1  # the right key: it moves on
