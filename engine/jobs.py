@@ -45,7 +45,7 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 
 from sqlalchemy import ForeignKey, String, exists, func, or_, select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, Session, lazyload, mapped_column, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -66,6 +66,8 @@ RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 6 * 3600.0
 DB_BACKOFF_CAP_SECONDS = 60.0
 REMINDER_BATCH = 200
+# PostgreSQL: deadlock detected, serialization failure, lock not available — this row, this time.
+_TRANSIENT_SQLSTATES = {"40P01", "40001", "55P03"}
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 HttpPost = Callable[[str, bytes, dict, float], int]
@@ -90,6 +92,17 @@ def _describe(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
     return f"{type(exc).__name__}{where}"
+
+
+def _db_error(exc: DBAPIError) -> str:
+    """The driver's error class, plus its first line when that cannot quote data."""
+    orig = getattr(exc, "orig", None)
+    name = type(orig or exc).__name__
+    # Connection and schema errors say what is wrong without values; integrity and data errors may quote them.
+    if isinstance(exc, (OperationalError, ProgrammingError)) and orig is not None:
+        lines = str(orig).strip().splitlines()
+        return f"{name}: {lines[0][:200]}" if lines else name
+    return name
 
 
 def _lock_instance(session: Session, instance_id: int) -> bool:
@@ -180,8 +193,11 @@ def _fire_next(sessions, settings: Settings, now: datetime, seen: set[int]) -> t
             session.rollback()
             log.info("instance %s: timers retried later (%s)", instance_id, type(exc).__name__)
             return instance_id, False
-        except DBAPIError:
+        except DBAPIError as exc:
             session.rollback()
+            if getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+                log.info("instance %s: timers retried later (%s)", instance_id, _db_error(exc))
+                return instance_id, False
             raise
         except ScriptError as exc:  # the diagram's own fault: park the instance for a person
             session.rollback()
@@ -666,7 +682,7 @@ def run_jobs(sessions, settings: Settings, *, stop_event: threading.Event | None
             job()
         except DBAPIError as exc:
             ok = False
-            log.warning("%s: database error (%s)", name, type(getattr(exc, "orig", exc)).__name__)
+            log.warning("%s: database error (%s)", name, _db_error(exc))
         except Exception as exc:  # a defect must not stop the other jobs or the loop
             log.error("%s: failed (%s)", name, _describe(exc))
     return ok

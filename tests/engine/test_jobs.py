@@ -29,6 +29,7 @@ def flows(session_factory, seeded):
     names = [
         "waiting_flow.bpmn",
         "jobs_failing_script.bpmn",
+        "jobs_boundary_timers.bpmn",
         "simple_review.bpmn",
         "simple_start.form",
         "simple_review.form",
@@ -111,6 +112,25 @@ def test_a_timer_moves_the_instance_on_once_its_time_has_come_and_not_before(
     assert view["status"] == "running"
     assert view["tasks"] == ["handle"] and view["timers"] == []
     assert view["events"] == ["instance_started", "timers_fired"]
+
+
+def test_boundary_timers_urge_then_escalate_a_user_task(session_factory, settings, flows):
+    with time_machine.travel(MONDAY, tick=False):
+        instance_id = start(session_factory, settings, "jobs_boundary_timers")
+    assert sorted(instance_view(session_factory, instance_id)["timers"]) == ["too_late", "urge"]
+
+    with time_machine.travel(MONDAY + timedelta(hours=2, minutes=1), tick=False):
+        assert jobs.fire_due_timers(session_factory, settings) == 1
+    view = instance_view(session_factory, instance_id)
+    assert view["tasks"] == ["handle"]  # non-interrupting: the task stays, the chief is urged
+    assert view["timers"] == ["too_late"]
+    assert [n.username for n in notifications(session_factory, title="请督促办理")] == ["chief"]
+
+    with time_machine.travel(MONDAY + timedelta(hours=4, minutes=1), tick=False):
+        assert jobs.fire_due_timers(session_factory, settings) == 1
+    view = instance_view(session_factory, instance_id)
+    assert view["tasks"] == ["escalate"] and view["timers"] == []  # interrupting: handed to the director
+    assert view["events"].count("timers_fired") == 2
 
 
 def test_due_timers_fire_oldest_first_within_the_limit(session_factory, settings, flows):
@@ -392,7 +412,7 @@ def test_the_worker_waits_out_a_database_outage_and_stops_on_request(tmp_path, s
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
-    assert "database error (OperationalError)" in caplog.text
+    assert "database error (OperationalError: unable to open database file)" in caplog.text
     assert "retrying in 2 s" in caplog.text
     assert "worker stopped" in caplog.text
 
