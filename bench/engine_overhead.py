@@ -455,19 +455,11 @@ def sql_statements(db: Engine):
         event.remove(db, "after_cursor_execute", after)
 
 
-def complete_task_breakdown(bench: Bench, instances: int) -> dict:
-    """Mean ms per phase of an engine complete-task, over every task of `instances` instances."""
-    task_ids = [
-        _open_task_ids(bench, _start(bench, SEQUENCE_KEY, _sequence_variables(n)))[0]
-        for n in range(instances)
-    ]
-    totals: list[float] = []
+def phase_breakdown(bench: Bench, completes: Callable[[], list[float]]) -> dict:
+    """Mean ms per phase of the engine complete-tasks that `completes` runs (it returns their timings)."""
     clock = PhaseClock()
     with instrumented(clock), sql_statements(bench.db) as sql:
-        for task_id in task_ids:
-            while task_id is not None:
-                with stopwatch(totals):
-                    task_id = _complete(bench, task_id)
+        totals = completes()
     count = len(totals)
     phases = {p: round(clock.seconds[p] * 1000 / count, 3) for p in PHASE_ORDER}
     total = statistics.fmean(totals)
@@ -479,6 +471,24 @@ def complete_task_breakdown(bench: Bench, instances: int) -> dict:
         "sql_statements_per_complete": round(sql["count"] / count, 2),
         "sql_driver_mean_ms": round(sql["seconds"] * 1000 / count, 3),
     }
+
+
+def complete_task_breakdown(bench: Bench, instances: int) -> dict:
+    """The phase breakdown of every complete-task of `instances` 10-task instances."""
+    first_tasks = [
+        _open_task_ids(bench, _start(bench, SEQUENCE_KEY, _sequence_variables(n)))[0]
+        for n in range(instances)
+    ]
+
+    def completes() -> list[float]:
+        timings: list[float] = []
+        for task_id in first_tasks:
+            while task_id is not None:
+                with stopwatch(timings):
+                    task_id = _complete(bench, task_id)
+        return timings
+
+    return phase_breakdown(bench, completes)
 
 
 # --- large instances -----------------------------------------------------------------------

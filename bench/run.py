@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,9 +53,11 @@ class Counts:
     depth_probe: int  # loop the long-history instance up to this many completions (0: skip)
 
 
-# 470 + 20 timed loop-backs stay below the ~500 where SpiffWorkflow loses a 2-element loop.
-FULL = Counts(50, 30, 10_000, 20, 50, 1000, 470, 20, 520)
+# 460 + 20 timed + 5 broken-down (+ 5 profiled) loop-backs stay below the ~500 where
+# SpiffWorkflow loses the task of a 2-element loop (see LongHistoryCase.probe_depth_limit).
+FULL = Counts(50, 30, 10_000, 20, 50, 1000, 460, 20, 520)
 QUICK = Counts(3, 2, 10, 2, 3, 20, 10, 3, 0)
+BREAKDOWN_SAMPLES = 5  # broken-down completes per large instance
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -108,8 +111,28 @@ def machine() -> dict:
         "cpu_model": _cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # Other work on the host skews timings; the 1/5/15-minute load says how much there was.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "packages": {n: _package(n) for n in ("SpiffWorkflow", "SQLAlchemy", "Flask", "psycopg")},
     }
+
+
+def source_revision() -> dict:
+    """The commit measured, and whether engine/ or webapp/ had uncommitted changes then."""
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def git(*args) -> str:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        return {
+            "commit": git("rev-parse", "--short", "HEAD").strip(),
+            "uncommitted_engine_changes": bool(
+                git("status", "--porcelain", "--", "engine", "webapp").strip()
+            ),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "uncommitted_engine_changes": None}
 
 
 @contextmanager
@@ -151,6 +174,8 @@ def measure_database(bench: eo.Bench, counts: Counts, profile: Path | None) -> d
         finished = eo.fill_finished(bench, counts.finished, progress=_progress)
         fill_seconds = time.perf_counter() - started
         gc.collect()
+        # The same CPU-only probe as at the start: how much the host itself got slower meanwhile.
+        drift_probe = eo.bare_timings(counts.bare_instances)["state_only"]["step"]
         _say(f"engine API after {finished} finished instances")
         engine["after_finished"] = eo.engine_timings(bench, counts.instances)
         _say("HTTP after the fill")
@@ -165,6 +190,7 @@ def measure_database(bench: eo.Bench, counts: Counts, profile: Path | None) -> d
     return {
         "finished_instances": finished,
         "fill_seconds": round(fill_seconds, 1),
+        "bare_state_only_step_after_fill": drift_probe,
         "engine": engine,
         "http": web,
         "breakdown": breakdown,
@@ -177,12 +203,14 @@ def measure_large(bench: eo.Bench, counts: Counts, profile: Path | None) -> dict
     _say(f"large: multi-instance task over {counts.multi_items} items")
     multi = eo.MultiInstanceCase(bench, counts.multi_items)
     multi_figures = multi.figures(multi.complete_some(counts.large_samples))
+    multi_figures["breakdown"] = eo.phase_breakdown(bench, lambda: multi.complete_some(BREAKDOWN_SAMPLES))
     if profile:
         _profiled(profile, "complete_task_multi_instance", lambda: multi.complete_some(5))
     multi_figures["bare"] = eo.bare_multi_instance(counts.multi_items, counts.large_samples)
     _say(f"large: a task looped back {counts.long_history} times")
     loop = eo.LongHistoryCase(bench, counts.long_history)
     loop_figures = loop.figures(loop.complete_some(counts.large_samples))
+    loop_figures["breakdown"] = eo.phase_breakdown(bench, lambda: loop.complete_some(BREAKDOWN_SAMPLES))
     if profile:
         _profiled(profile, "complete_task_long_history", lambda: loop.complete_some(5))
     loop_figures["bare"] = eo.bare_long_history(counts.long_history, counts.large_samples)
@@ -226,6 +254,9 @@ def ratios(results: dict) -> dict:
             values[f"growth_{kind}_{operation}"] = _ratio(
                 _median(figures["after_finished"], operation), _median(figures["empty"], operation)
             )
+    drift = _ratio(results["bare_state_only_step_after_fill"]["median_ms"], bare_reference)
+    values["host_drift_bare_step"] = drift
+    values["growth_engine_complete_task_over_drift"] = _ratio(values["growth_engine_complete_task"], drift)
     return values
 
 
@@ -238,7 +269,12 @@ def targets(values: dict) -> dict:
 
 def run(args) -> dict:
     counts = _counts(args)
-    results: dict = {"machine": machine(), "counts": asdict(counts), "quick": args.quick}
+    results: dict = {
+        "machine": machine(),
+        "source": source_revision(),
+        "counts": asdict(counts),
+        "quick": args.quick,
+    }
     _say("bare SpiffWorkflow reference")
     eo.bare_timings(1)  # warm-up
     results["bare"] = eo.bare_timings(counts.bare_instances)
@@ -253,6 +289,7 @@ def run(args) -> dict:
             results.update(measure_database(bench, counts, args.profile))
         finally:
             bench.close()
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["ratios"] = ratios(results)
     results["targets"] = targets(results["ratios"])
     if args.profile:
@@ -267,15 +304,11 @@ def _cell(figures: dict) -> str:
     return f"{figures['median_ms']:.2f} / {figures['p95_ms']:.2f}"
 
 
-def markdown(results: dict) -> str:
-    """The figures as Markdown tables (ms as median / p95)."""
+def _timing_table(results: dict) -> list[str]:
     engine, web, bare = results["engine"], results["http"], results["bare"]
-    finished = results["finished_instances"]
+    multi, loop = results["large"]["multi_instance"], results["large"]["long_history"]
     lines = [
-        f"Database: {results['database']['version']}; machine: {results['machine']['nproc']} × "
-        f"{results['machine']['cpu_model']}, Python {results['machine']['python']}",
-        "",
-        f"| operation (ms, median / p95) | empty database | after {finished} finished |",
+        f"| operation (ms, median / p95) | empty database | after {results['finished_instances']} finished |",
         "|---|---|---|",
     ]
     for label, figures in (("engine", engine), ("HTTP", web)):
@@ -284,46 +317,73 @@ def markdown(results: dict) -> str:
                 f"| {label} {operation} | {_cell(figures['empty'][operation])} "
                 f"| {_cell(figures['after_finished'][operation])} |"
             )
-    lines += [
+    return lines + [
         f"| bare SpiffWorkflow step, full spec ({bare['full_spec']['state_bytes']} B) "
         f"| {_cell(bare['full_spec']['step'])} | |",
         f"| bare SpiffWorkflow step, state only ({bare['state_only']['state_bytes']} B) "
-        f"| {_cell(bare['state_only']['step'])} | |",
-    ]
-    large = results["large"]
-    multi, loop = large["multi_instance"], large["long_history"]
-    lines += [
-        f"| complete_task, multi-instance over {multi['items']} items ({multi['state_bytes']} B) "
+        f"| {_cell(bare['state_only']['step'])} | {_cell(results['bare_state_only_step_after_fill'])} |",
+        f"| engine complete_task, multi-instance over {multi['items']} items ({multi['state_bytes']} B) "
         f"| | {_cell(multi['complete_task'])} |",
-        f"| complete_task after {loop['completed_before']} loop-backs ({loop['state_bytes']} B) "
-        f"| | {_cell(loop['complete_task'])} |",
         f"| bare step, multi-instance over {multi['items']} items | | {_cell(multi['bare']['step'])} |",
+        f"| engine complete_task after {loop['completed_before']} loop-backs ({loop['state_bytes']} B) "
+        f"| | {_cell(loop['complete_task'])} |",
         f"| bare step after {loop['completed_before']} loop-backs | | {_cell(loop['bare']['step'])} |",
-        "",
-        "| ratio | value | target | met |",
-        "|---|---|---|---|",
     ]
+
+
+def _ratio_table(results: dict) -> list[str]:
+    lines = ["| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in results["ratios"].items():
         target = results["targets"].get(name)
         if target:
             lines.append(f"| {name} | {value} | ≤ {target['limit']} | {'yes' if target['met'] else 'NO'} |")
         else:
             lines.append(f"| {name} | {value} | (information) | |")
-    breakdown = results["breakdown"]
-    total = breakdown["total_mean_ms"]
-    lines += [
-        "",
-        f"| engine complete_task phase (mean of {breakdown['completes']}) | ms | share |",
-        "|---|---|---|",
+    return lines
+
+
+def _breakdown_table(results: dict) -> list[str]:
+    columns = {
+        "10-task": results["breakdown"],
+        "multi-instance": results["large"]["multi_instance"]["breakdown"],
+        "long history": results["large"]["long_history"]["breakdown"],
+    }
+    lines = [
+        "| complete_task phase, mean ms (share) | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
-    for phase, ms in breakdown["phases_mean_ms"].items():
-        lines.append(f"| {phase} | {ms:.3f} | {ms / total:.0%} |")
-    lines += [
-        f"| **total** | {total:.3f} | 100% |",
-        f"| of which in the SQL driver ({breakdown['sql_statements_per_complete']} statements) "
-        f"| {breakdown['sql_driver_mean_ms']:.3f} | {breakdown['sql_driver_mean_ms'] / total:.0%} |",
-    ]
-    return "\n".join(lines)
+    for phase in (*eo.PHASE_ORDER, "other"):
+        cells = [
+            f"{c['phases_mean_ms'][phase]:.2f} ({c['phases_mean_ms'][phase] / c['total_mean_ms']:.0%})"
+            for c in columns.values()
+        ]
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
+    lines.append("| **total** | " + " | ".join(f"{c['total_mean_ms']:.2f}" for c in columns.values()) + " |")
+    lines.append(
+        "| SQL statements / driver ms | "
+        + " | ".join(
+            f"{c['sql_statements_per_complete']} / {c['sql_driver_mean_ms']:.2f}" for c in columns.values()
+        )
+        + " |"
+    )
+    return lines
+
+
+def markdown(results: dict) -> str:
+    """The figures as Markdown tables (ms as median / p95)."""
+    host = results["machine"]
+    header = (
+        f"{results['database']['version']}; {host['nproc']} × {host['cpu_model']}, Python {host['python']}, "
+        f"load {host['load_average'][0]} → {results['load_average_at_end'][0]}"
+    )
+    return "\n".join(
+        [header, ""]
+        + _timing_table(results)
+        + [""]
+        + _ratio_table(results)
+        + [""]
+        + _breakdown_table(results)
+    )
 
 
 def main(argv=None) -> dict:

@@ -45,12 +45,17 @@ def test_quick_run_reports_every_figure(database_url, tmp_path, capsys):
     assert results["bare"]["state_only"]["state_bytes"] < results["bare"]["full_spec"]["state_bytes"]
     assert results["finished_instances"] >= run.QUICK.finished
 
-    breakdown = results["breakdown"]
-    for phase in PHASES:
-        assert _positive(breakdown["phases_mean_ms"][phase]), phase
-    assert _positive(breakdown["total_mean_ms"])
-    assert _positive(breakdown["sql_statements_per_complete"])
-    assert _positive(breakdown["sql_driver_mean_ms"])
+    _assert_timings(results["bare_state_only_step_after_fill"], "bare after fill")
+    breakdowns = [results["breakdown"]] + [
+        results["large"][c]["breakdown"] for c in ("multi_instance", "long_history")
+    ]
+    for breakdown in breakdowns:
+        for phase in PHASES:
+            assert _positive(breakdown["phases_mean_ms"][phase]), phase
+        assert _positive(breakdown["total_mean_ms"])
+        assert _positive(breakdown["sql_statements_per_complete"])
+        assert _positive(breakdown["sql_driver_mean_ms"])
+    assert results["breakdown"]["completes"] == 10 * run.QUICK.breakdown_instances
 
     for case in ("multi_instance", "long_history"):
         _assert_timings(results["large"][case]["complete_task"], case)
@@ -65,6 +70,7 @@ def test_quick_run_reports_every_figure(database_url, tmp_path, capsys):
     assert all(isinstance(t["met"], bool) for t in results["targets"].values())
     assert results["database"]["backend"] in ("sqlite", "postgresql")
     assert _positive(results["machine"]["nproc"])
+    assert results["large"]["long_history"]["wrongly_ended_after_loop_backs"] is None  # not probed in --quick
 
     printed = capsys.readouterr().out
     assert json.loads(printed.split("\n\n", 1)[0]) == json.loads(out.read_text())
