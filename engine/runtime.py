@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     TimerEventDefinition,
@@ -256,11 +257,29 @@ def _clear_candidates(row: HumanTask) -> None:
 # --- timer projection --------------------------------------------------------------------
 
 
+def _event_definitions(task) -> list:
+    """What a waiting task waits for; an event-based gateway waits for all its branches' events."""
+    definition = getattr(task.task_spec, "event_definition", None)
+    if isinstance(definition, MultipleEventDefinition):
+        return list(definition.event_definitions)
+    return [definition] if definition is not None else []
+
+
 def _timer_tasks(workflow: BpmnWorkflow):
     for task in workflow.get_tasks(state=TaskState.WAITING):
-        definition = getattr(task.task_spec, "event_definition", None)
-        if isinstance(definition, TimerEventDefinition):
+        if any(isinstance(d, TimerEventDefinition) for d in _event_definitions(task)):
             yield task
+
+
+def _timer_element_id(task) -> str:
+    """The diagram element of a timer: the catch event after an event-based gateway, else the task's own."""
+    definition = getattr(task.task_spec, "event_definition", None)
+    if isinstance(definition, MultipleEventDefinition):
+        # The gateway took over its branches' definitions, one per outgoing event, in order.
+        for branch, branch_definition in zip(task.task_spec.outputs, definition.event_definitions):
+            if isinstance(branch_definition, TimerEventDefinition):
+                return branch.bpmn_id
+    return task.task_spec.bpmn_id
 
 
 def _timer_due(task) -> datetime | None:
@@ -293,7 +312,7 @@ def _sync_timers(ctx: Context, loaded: Loaded) -> None:
         row = existing.get(guid)
         if row is None:
             ctx.session.add(
-                Timer(instance_id=instance.id, task_guid=guid, element_id=task.task_spec.bpmn_id, due_at=due)
+                Timer(instance_id=instance.id, task_guid=guid, element_id=_timer_element_id(task), due_at=due)
             )
         elif row.due_at != due:
             row.due_at = due
@@ -386,9 +405,9 @@ def _require_active(instance: ProcessInstance) -> None:
 
 def _waiting_message_definitions(workflow: BpmnWorkflow, name: str):
     for task in workflow.get_tasks(state=TaskState.WAITING):
-        definition = getattr(task.task_spec, "event_definition", None)
-        if isinstance(definition, MessageEventDefinition) and definition.name == name:
-            yield definition
+        for definition in _event_definitions(task):
+            if isinstance(definition, MessageEventDefinition) and definition.name == name:
+                yield definition
 
 
 def send_message(ctx: Context, instance_id: int, name: str, payload=None) -> ProcessInstance:
@@ -413,8 +432,7 @@ def send_message(ctx: Context, instance_id: int, name: str, payload=None) -> Pro
 def _force_due(task, now: datetime) -> None:
     """Make a waiting timer due now, as if its time had come."""
     past = (now - timedelta(seconds=1)).isoformat()
-    definition = task.task_spec.event_definition
-    if isinstance(definition, CycleTimerEventDefinition):
+    if any(isinstance(d, CycleTimerEventDefinition) for d in _event_definitions(task)):
         value = task._get_internal_data("event_value")
         if isinstance(value, dict):
             value["next"] = past
@@ -428,7 +446,11 @@ def fire_timers(ctx: Context, instance_id: int, element_id: str | None = None) -
     instance = get_instance(ctx, instance_id)
     _require_active(instance)
     loaded = _load(ctx, instance)
-    timers = [t for t in _timer_tasks(loaded.workflow) if element_id in (None, t.task_spec.bpmn_id)]
+    timers = [
+        t
+        for t in _timer_tasks(loaded.workflow)
+        if element_id in (None, t.task_spec.bpmn_id, _timer_element_id(t))
+    ]
     if not timers:
         raise Conflict("没有等待中的定时器" + (f" {element_id}" if element_id else ""))
     now = datetime.now(UTC)
@@ -441,7 +463,7 @@ def fire_timers(ctx: Context, instance_id: int, element_id: str | None = None) -
         "timers_fired",
         user=ctx.actor.username,
         instance_id=instance.id,
-        details={"elements": sorted({t.task_spec.bpmn_id for t in timers}), "manual": True},
+        details={"elements": sorted({_timer_element_id(t) for t in timers}), "manual": True},
     )
     _save(ctx, loaded)
     return instance
