@@ -9,6 +9,26 @@ from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+# Every module that declares tables on engine.db.Base; Alembic and tests load them all.
+TABLE_MODULES = (
+    "engine.models",
+    "engine.credit",
+    "engine.jobs",
+    "engine.attachments",
+    "engine.worklist",
+    "engine.urging",
+    "engine.login_throttle",
+    "engine.saved_views",
+)
+
+
+def load_models() -> None:
+    """Import every table-declaring module so Base.metadata knows the whole schema."""
+    import importlib
+
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+
 
 def alembic_config(database_url: str) -> Config:
     config = Config()

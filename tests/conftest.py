@@ -29,12 +29,9 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def db_engine(database_url):
-    import engine.models  # noqa: F401  (register every table on Base.metadata)
+    from engine.schema import load_models
 
-    try:
-        import engine.credit  # noqa: F401
-    except ImportError:
-        pass
+    load_models()
     engine_ = make_engine(database_url)
     _reset_schema(engine_)
     Base.metadata.create_all(engine_)

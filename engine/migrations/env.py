@@ -2,9 +2,10 @@
 
 from alembic import context
 
-import engine.credit  # noqa: F401  (register the archive tables)
-import engine.models  # noqa: F401
 from engine.db import Base, make_engine
+from engine.schema import load_models
+
+load_models()
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,13 +6,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-import engine.credit  # noqa: F401
-import engine.models  # noqa: F401
 from engine import schema
 from engine.db import Base, make_engine
 
 
 def test_migrations_match_the_models(database_url):
+    schema.load_models()
     db = make_engine(database_url)
     if db.dialect.name == "postgresql":
         with db.begin() as conn:
