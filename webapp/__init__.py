@@ -43,14 +43,18 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         "sessions": make_session_factory(db_engine),
     }
 
-    from . import csrf, database, errors, i18n
+    from . import csrf, database, errors, i18n, security
     from .api import register_api
     from .pages import register_pages
 
     database.init_app(app)
     errors.init_app(app)
+    security.init_app(app)
     csrf.init_app(app)
     i18n.init_app(app)
     register_api(app)
     register_pages(app)
+    from . import metrics
+
+    metrics.init_app(app)
     return app

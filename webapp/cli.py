@@ -94,6 +94,39 @@ def create_user(settings: Settings, username, password, display_name, groups):
     click.echo(f"用户 {username} 已创建")
 
 
+@main.command("backup")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.pass_obj
+def backup(settings: Settings, target):
+    """Write a consistent backup of the database to TARGET (online)."""
+    from engine.backup import backup as make_backup
+
+    try:
+        make_backup(settings.database_url, target)
+    except EngineError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(1)
+    click.echo(f"已备份到 {target}")
+
+
+@main.command("restore")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def restore(settings: Settings, source, yes):
+    """Replace the database's content with the backup SOURCE (stop web and worker first)."""
+    from engine.backup import restore as restore_backup
+
+    if not yes:
+        click.confirm("恢复将覆盖当前数据库的全部内容，确定继续？", abort=True)
+    try:
+        restore_backup(settings.database_url, source)
+    except EngineError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(1)
+    click.echo(f"已从 {source} 恢复")
+
+
 @main.command("generate-key")
 def generate_key():
     """Print a new data key for CHENGXIN_DATA_KEYS (put it first; keep old keys until rotated)."""
@@ -228,6 +261,36 @@ def doctor(settings: Settings):
         click.echo(f"问题：{problem}")
     click.echo(f"结论：有 {len(problems)} 个问题需要处理" if problems else "结论：正常")
     sys.exit(1 if problems else 0)
+
+
+_AUDIT_PROBLEMS = {
+    "content was altered": "内容被改动",
+    "previous hash does not match": "与前一条记录链接不上（记录被删除、插入或调换）",
+}
+
+
+@main.command("verify-audit")
+@click.pass_obj
+def verify_audit(settings: Settings):
+    """Check every instance's hash-chained audit trail; exit 1 and list the breaks if any chain is broken."""
+    from engine.monitoring import verify_all_chains
+
+    session = _sessions(settings)()
+    instances = events = 0
+    broken: list[tuple[int, dict]] = []
+    try:
+        for instance_id, count, breaks in verify_all_chains(session):
+            instances += 1
+            events += count
+            broken.extend((instance_id, b) for b in breaks)
+    finally:
+        session.close()
+    for instance_id, problem in broken:
+        reason = _AUDIT_PROBLEMS.get(problem["problem"], problem["problem"])
+        click.echo(f"流程实例 {instance_id} 审计记录 {problem['event_id']}：{reason}")
+    verdict = f"发现 {len(broken)} 处断裂" if broken else "全部完整"
+    click.echo(f"已校验 {instances} 个流程实例的 {events} 条审计记录：{verdict}")
+    sys.exit(1 if broken else 0)
 
 
 if __name__ == "__main__":
