@@ -8,10 +8,13 @@ from engine.config import Settings
 from webapp import create_app
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2",
-    "sqlite:////nonexistent-dir/for/chengxin.db",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2",
+        "sqlite:////nonexistent-dir/for/chengxin.db",
+    ],
+)
 def test_unreachable_database_answers_503(url, tmp_path):
     app = create_app(Settings(database_url=url, instance_dir=tmp_path, secret_key="x"), TESTING=True)
     client = app.test_client()
