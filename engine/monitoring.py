@@ -198,6 +198,36 @@ def summary(ctx: runtime.Context, now: datetime | None = None) -> dict:
     }
 
 
+def gauges(session: Session, now: datetime | None = None) -> dict:
+    """Operational counts for /metrics (the caller controls access): instances by status,
+    open/overdue/due-soon tasks, due timers and the oldest one's lag, outbox backlog."""
+    from .jobs import worker_status
+
+    now = now or queries.now_utc()
+    by_status = dict.fromkeys(STATUSES, 0)
+    by_status.update(
+        session.execute(select(ProcessInstance.status, func.count()).group_by(ProcessInstance.status)).all()
+    )
+    open_tasks, overdue, warning = session.execute(
+        select(
+            func.count(),
+            func.sum(case((HumanTask.due_at <= now, 1), else_=0)),
+            func.sum(case((and_(HumanTask.warn_at <= now, HumanTask.due_at > now), 1), else_=0)),
+        ).where(HumanTask.status == "open")
+    ).one()
+    worker = worker_status(session, None, now=now)
+    return {
+        "instances_by_status": by_status,
+        "open_tasks": open_tasks or 0,
+        "overdue_tasks": overdue or 0,
+        "warning_tasks": warning or 0,
+        "due_timers": worker["due_timers"] or 0,
+        "timer_lag_seconds": worker["timer_lag_seconds"] or 0.0,
+        "outbox_backlog": worker["outbox_backlog"],
+        "outbox_dead": worker["outbox_dead"],
+    }
+
+
 def process_names(session: Session) -> dict[str, str]:
     """Process key -> the name of its latest version."""
     return {d.key: d.name or d.key for d in definitions.list_definitions(session)}
@@ -562,6 +592,11 @@ class InstancePage:
     total: int
     page: int
     per_page: int
+    process_names: dict[str, str] = field(default_factory=dict)
+    people: dict[str, str] = field(default_factory=dict)  # username -> display name
+
+    def cells(self, row: InstanceRow, columns) -> dict:
+        return {c: cell(row, c, self.process_names, self.people) for c in columns}
 
     @property
     def pages(self) -> int:
@@ -606,7 +641,10 @@ def list_instances(
     instances = list(
         ctx.session.scalars(query.order_by(*ORDER).offset((page - 1) * per_page).limit(per_page))
     )
-    return InstancePage(_rows(ctx, instances, now), total, page, per_page)
+    rows = _rows(ctx, instances, now)
+    return InstancePage(
+        rows, total, page, per_page, process_names(ctx.session), display_names(ctx.session, rows)
+    )
 
 
 # Columns a manager may show or export, in their default order; the first ones are the default.
@@ -674,7 +712,12 @@ def cell(row: InstanceRow, name: str, names: Mapping[str, str], people: Mapping[
 def display_names(session: Session, rows: list[InstanceRow]) -> dict[str, str]:
     """username -> display name for the people a page of rows mentions."""
     names = {r.instance.started_by for r in rows} | {t.assignee for r in rows for t in r.open_tasks}
-    names.discard(None)
+    return names_of(session, names)
+
+
+def names_of(session: Session, usernames) -> dict[str, str]:
+    """username -> display name (unknown users map to themselves)."""
+    names = {u for u in usernames if u}
     if not names:
         return {}
     found = dict(
@@ -937,8 +980,12 @@ def instance_overview(ctx: runtime.Context, instance_id: int, now: datetime | No
     instance = runtime.get_instance(ctx, instance_id)
     tasks = instance_tasks(ctx.session, instance.id)
     history = queries.history_of(ctx.session, instance.id)
+    people = [e.user for e in history] + [instance.started_by]
+    people += [u for t in tasks for u in (t.assignee, t.owner, t.completed_by)]
     return {
         "instance": instance,
+        "process_name": process_names(ctx.session).get(instance.process_key, instance.process_key),
+        "people": names_of(ctx.session, people),
         "overdue": bool(_rows(ctx, [instance], now)[0].overdue),
         "variables": runtime.instance_variables(ctx, instance),
         "tasks": tasks,

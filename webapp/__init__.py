@@ -54,4 +54,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     i18n.init_app(app)
     register_api(app)
     register_pages(app)
+    from . import metrics
+
+    metrics.init_app(app)
     return app

@@ -23,4 +23,7 @@ def register_api(app: Flask) -> None:
     from . import calendar
 
     api.register_blueprint(calendar.blp)
+    from . import monitoring
+
+    api.register_blueprint(monitoring.blp)
     app.extensions["chengxin"]["api"] = api

@@ -302,3 +302,197 @@ class CalendarYear(Base):
     holidays = fields.List(fields.String(metadata={"format": "date"}))
     workdays = fields.List(fields.String(metadata={"format": "date"}))
     warning = fields.String()
+
+
+# --- monitoring (managers) ----------------------------------------------------------------
+
+INSTANCE_STATUSES = ["running", "waiting", "completed", "terminated", "suspended", "error"]
+
+
+class ProcessStats(Base):
+    name = fields.String()
+    instances_by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
+    open_tasks = fields.Integer()
+    overdue_tasks = fields.Integer()
+    warning_tasks = fields.Integer()
+    overdue_instances = fields.Integer()
+
+
+class StatsSummary(Base):
+    instances_by_status = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    open_tasks = fields.Integer(required=True)
+    overdue_tasks = fields.Integer(required=True)
+    warning_tasks = fields.Integer()
+    overdue_instances = fields.Integer()
+    by_process = fields.Dict(keys=fields.String(), values=fields.Nested(ProcessStats), required=True)
+
+
+class OpenInstancesBar(Base):
+    process_key = fields.String()
+    status = fields.String()
+    count = fields.Integer()
+    overdue = fields.Integer()
+
+
+class GroupLateness(Base):
+    group = fields.String()
+    title = fields.String()
+    overdue = fields.Integer()
+    warning = fields.Integer()
+
+
+class PersonLateness(Base):
+    username = fields.String()
+    display_name = fields.String()
+    overdue = fields.Integer()
+    warning = fields.Integer()
+
+
+class WeekThroughput(Base):
+    week = fields.Date()
+    started = fields.Integer()
+    finished = fields.Integer()
+
+
+class StepDuration(Base):
+    process_key = fields.String()
+    element_id = fields.String()
+    name = fields.String(allow_none=True)
+    count = fields.Integer()
+    median_days = fields.Integer(allow_none=True)
+    p90_days = fields.Integer(allow_none=True)
+
+
+class CreditCount(Base):
+    status = fields.String()
+    severity = fields.String()
+    count = fields.Integer()
+
+
+class Dashboard(Base):
+    generated_at = fields.DateTime()
+    window_start = fields.Date()
+    processes = fields.Dict(keys=fields.String(), values=fields.String())
+    open_instances = fields.List(fields.Nested(OpenInstancesBar))
+    tasks_by_group = fields.List(fields.Nested(GroupLateness))
+    tasks_by_person = fields.List(fields.Nested(PersonLateness))
+    weeks = fields.List(fields.Nested(WeekThroughput))
+    step_durations = fields.List(fields.Nested(StepDuration))
+    credit = fields.List(fields.Nested(CreditCount))
+
+
+class MonitorInstanceQuery(Page):
+    process_key = fields.String(validate=validate.Length(max=128))
+    version = fields.Integer(validate=validate.Range(min=1))
+    status = fields.String(validate=validate.OneOf(INSTANCE_STATUSES))
+    started_by = fields.String(validate=validate.Length(max=64))
+    started_from = fields.Date()
+    started_to = fields.Date()
+    ended_from = fields.Date()
+    ended_to = fields.Date()
+    overdue = fields.Boolean()
+    business_key = fields.String(validate=validate.Length(max=128))
+    subject = fields.String(validate=validate.Length(max=128))
+    columns = fields.String(validate=validate.Length(max=500), metadata={"description": "comma-separated"})
+
+
+class MonitorExportQuery(MonitorInstanceQuery):
+    format = fields.String(load_default="xlsx", validate=validate.OneOf(["xlsx", "csv"]))
+
+
+class MonitorInstance(Instance):
+    cells = fields.Dict(keys=fields.String(), values=fields.Raw())
+
+
+class MonitorInstanceList(Base):
+    items = fields.List(fields.Nested(MonitorInstance))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+    columns = fields.List(fields.String())
+
+
+class MonitorTaskQuery(Page):
+    group = fields.String(validate=validate.Length(max=64))
+    assignee = fields.String(validate=validate.Length(max=64))
+    sla = fields.String(validate=validate.OneOf(["overdue", "warning"]))
+    process_key = fields.String(validate=validate.Length(max=128))
+    element_id = fields.String(validate=validate.Length(max=128))
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "completed", "cancelled"]))
+    completed_from = fields.Date()
+
+
+class HeatmapQuery(StrictBase):
+    version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    started_from = fields.Date(load_default=None)
+    started_to = fields.Date(load_default=None)
+
+
+class HeatElement(Base):
+    count = fields.Integer()
+    completed = fields.Integer()
+    avg_hours = fields.Float(allow_none=True)
+    open = fields.Integer()
+    overdue = fields.Integer()
+
+
+class ViewerState(Base):
+    completed = fields.List(fields.String())
+    active = fields.List(fields.String())
+    overdue = fields.List(fields.String())
+    counts = fields.Dict(keys=fields.String(), values=fields.Dict())
+
+
+class Heatmap(Base):
+    process_key = fields.String()
+    version = fields.Integer()
+    name = fields.String()
+    instances = fields.Integer()
+    instances_by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
+    elements = fields.Dict(keys=fields.String(), values=fields.Nested(HeatElement))
+    state = fields.Nested(ViewerState)
+
+
+class LedgerQuery(StrictBase):
+    date_from = fields.Date(required=True, data_key="from")
+    date_to = fields.Date(required=True, data_key="to")
+    format = fields.String(load_default="xlsx", validate=validate.OneOf(["xlsx", "csv"]))
+
+
+class AuditBreak(Base):
+    event_id = fields.Integer()
+    problem = fields.String()
+
+
+class AuditReport(Base):
+    instance_id = fields.Integer()
+    events = fields.Integer()
+    ok = fields.Boolean()
+    breaks = fields.List(fields.Nested(AuditBreak))
+
+
+class UrgeRequest(StrictBase):
+    message = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class UrgeResult(Base):
+    urged = fields.Integer()
+    task_ids = fields.List(fields.Integer())
+
+
+class SavedView(Base):
+    id = fields.Integer()
+    name = fields.String()
+    filters = fields.Dict(keys=fields.String(), values=fields.String())
+    columns = fields.List(fields.String())
+    updated_at = fields.DateTime()
+
+
+class SavedViewList(Base):
+    items = fields.List(fields.Nested(SavedView))
+
+
+class SavedViewRequest(StrictBase):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    filters = fields.Dict(keys=fields.String(), load_default=dict)
+    columns = fields.List(fields.String(), load_default=list)
