@@ -459,12 +459,7 @@ def tab_counts(ctx: runtime.Context) -> dict[str, int]:
     actor = ctx.actor
     session = ctx.session
     return {
-        "mine": session.scalar(
-            select(func.count(HumanTask.id)).where(
-                HumanTask.assignee == actor.username, HumanTask.status == "open"
-            )
-        )
-        or 0,
+        "mine": open_task_count(session, actor.username),
         "claimable": session.scalar(select(func.count(HumanTask.id)).where(_claimable_filter(actor))) or 0,
         "cc": session.scalar(
             select(func.count(TaskCopy.id)).where(
@@ -473,6 +468,12 @@ def tab_counts(ctx: runtime.Context) -> dict[str, int]:
         )
         or 0,
     }
+
+
+def open_task_count(session, username: str) -> int:
+    """How many open tasks are assigned to the user (the header's counter)."""
+    query = select(func.count(HumanTask.id)).where(HumanTask.assignee == username, HumanTask.status == "open")
+    return session.scalar(query) or 0
 
 
 def process_names(session) -> dict[str, str]:

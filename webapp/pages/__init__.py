@@ -72,7 +72,7 @@ def _page_context():
     if user is not None:
         db = database.session()
         context["nav_counts"] = {
-            "mine": worklist.tab_counts(Context(db, current_actor(), database.settings()))["mine"],
+            "mine": worklist.open_task_count(db, user.username),
             "unread": notifications.unread_count(db, user.username),
         }
     return context

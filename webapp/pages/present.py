@@ -85,3 +85,15 @@ def file_size(size: int) -> str:
 def label(mapping: dict, key) -> str:
     value = mapping.get(key)
     return str(value) if value is not None else (key or "")
+
+
+def labelled_errors(form: dict | None, errors: dict) -> list[tuple[str, str]]:
+    """(field label, message) for every error, "" as the label of errors about the whole form."""
+    from engine.forms import form_fields
+
+    labels = {f["key"]: f["label"] for f in form_fields(form)} if form else {}
+    listed = []
+    for key, messages in errors.items():
+        label = "" if key == "_schema" else labels.get(key) or labels.get(key.split(".")[0], key)
+        listed.extend((label, message) for message in messages)
+    return listed

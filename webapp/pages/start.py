@@ -9,7 +9,7 @@ from engine import attachments, worklist, workspace
 from engine.errors import ValidationFailed
 
 from .. import database
-from . import work
+from . import present, work
 from .uploads import posted_data, posted_files
 
 bp = Blueprint("start", __name__)
@@ -35,7 +35,8 @@ def _render_form(ctx, definition, data=None, errors=None, status=200):
             definition=definition,
             form_schema=attachments.without_filepickers(worklist.form_for(ctx.actor, form)),
             form_data=data or {},
-            form_errors={k: v for k, v in errors.items() if k not in picker_keys},
+            form_errors={k: v for k, v in errors.items() if k not in picker_keys and k != "_schema"},
+            error_list=present.labelled_errors(form, errors),
             pickers=pickers,
             file_errors={k: v for k, v in errors.items() if k in picker_keys or k == "files"},
             allowed=attachments.allowed_extensions(),

@@ -11,7 +11,7 @@ from engine.errors import Conflict, ValidationFailed
 from engine.models import HumanTask
 
 from .. import database
-from . import work
+from . import present, work
 from .uploads import posted_data, posted_files
 
 bp = Blueprint("tasks", __name__)
@@ -47,7 +47,8 @@ def _render(ctx, found, *, data=None, errors=None, comment="", status=200):
             editable="complete" in actions,
             form_schema=attachments.without_filepickers(worklist.form_for(ctx.actor, form)),
             form_data={**worklist.task_data(ctx, task), **(data or {})},
-            form_errors={k: v for k, v in errors.items() if k not in picker_keys},
+            form_errors={k: v for k, v in errors.items() if k not in picker_keys and k != "_schema"},
+            error_list=present.labelled_errors(form, errors),
             file_errors={k: v for k, v in errors.items() if k in picker_keys or k == "files"},
             comment=comment or "",
             opinion_in_form="opinion" in top_keys,
