@@ -26,4 +26,7 @@ def register_api(app: Flask) -> None:
     from . import monitoring
 
     api.register_blueprint(monitoring.blp)
+    from . import studio
+
+    api.register_blueprint(studio.blp)
     app.extensions["chengxin"]["api"] = api

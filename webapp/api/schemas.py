@@ -496,3 +496,203 @@ class SavedViewRequest(StrictBase):
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     filters = fields.Dict(keys=fields.String(), load_default=dict)
     columns = fields.List(fields.String(), load_default=list)
+
+
+# --- studio (analysts) -------------------------------------------------------------------------
+
+
+class StudioVersion(Base):
+    version = fields.Integer(required=True)
+    deployed_at = fields.DateTime()
+    deployed_by = fields.String(allow_none=True)
+    checksum = fields.String()
+    note = fields.String()
+    instances = fields.Dict(keys=fields.String(), values=fields.Integer())
+    active_instances = fields.Integer()
+    total_instances = fields.Integer()
+    in_repository = fields.Boolean(allow_none=True)
+    missing_files = fields.List(fields.String())
+
+
+class StudioProcess(Base):
+    key = fields.String(required=True)
+    name = fields.String()
+    versions = fields.List(fields.Nested(StudioVersion))
+
+
+class StudioProcessList(Base):
+    items = fields.List(fields.Nested(StudioProcess))
+
+
+class StudioFile(Base):
+    name = fields.String()
+    kind = fields.String()
+    checksum = fields.String()
+
+
+class StudioFileList(Base):
+    items = fields.List(fields.Nested(StudioFile))
+
+
+class StudioDiffQuery(StrictBase):
+    from_version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    to_version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class StudioElementChange(Base):
+    element_id = fields.String()
+    type = fields.String()
+    name = fields.String()
+    aspects = fields.List(fields.String())
+
+
+class StudioDiff(Base):
+    key = fields.String()
+    from_version = fields.Integer()
+    to_version = fields.Integer()
+    added = fields.List(fields.Nested(StudioElementChange))
+    removed = fields.List(fields.Nested(StudioElementChange))
+    changed = fields.List(fields.Nested(StudioElementChange))
+    forms_changed = fields.List(fields.String())
+
+
+class StudioDraftSummary(Base):
+    kind = fields.String()
+    key = fields.String()
+    username = fields.String()
+    revision = fields.Integer()
+    base_version = fields.Integer(allow_none=True)
+    status = fields.String()
+    updated_at = fields.DateTime()
+
+
+class StudioDraft(StudioDraftSummary):
+    content = fields.String()
+
+
+class StudioDraftState(Base):
+    draft = fields.Nested(StudioDraft, allow_none=True)
+    latest_revision = fields.Integer()
+    others = fields.List(fields.Nested(StudioDraftSummary))
+
+
+class StudioDraftSave(StrictBase):
+    content = fields.String(required=True)
+    base_revision = fields.Integer(required=True, validate=validate.Range(min=0))
+    base_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+
+
+class StudioValidateRequest(StrictBase):
+    xml = fields.String(load_default=None, allow_none=True)
+
+
+class StudioDeployRequest(StrictBase):
+    note = fields.String(required=True, validate=validate.Length(max=2000))
+    xml = fields.String(load_default=None, allow_none=True)
+    base_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+
+
+class StudioCandidate(Base):
+    key = fields.String()
+    name = fields.String()
+    checksum = fields.String()
+
+
+class StudioValidation(Base):
+    valid = fields.Boolean()
+    definitions = fields.List(fields.Nested(StudioCandidate))
+
+
+class StudioMigrationQuery(StrictBase):
+    from_version = fields.Integer(required=True, validate=validate.Range(min=1))
+    to_version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+
+class StudioActiveElement(Base):
+    element_id = fields.String()
+    name = fields.String()
+    type = fields.String()
+
+
+class StudioInstancePlan(Base):
+    instance_id = fields.Integer()
+    business_key = fields.String(allow_none=True)
+    subject = fields.String()
+    status = fields.String()
+    version = fields.Integer()
+    can_move = fields.Boolean()
+    reasons = fields.List(fields.String())
+    active = fields.List(fields.Nested(StudioActiveElement))
+    changes = fields.List(fields.String())
+
+
+class StudioMigrationPlan(Base):
+    key = fields.String()
+    from_version = fields.Integer()
+    to_version = fields.Integer()
+    diff = fields.Nested(StudioDiff)
+    instances = fields.List(fields.Nested(StudioInstancePlan))
+
+
+class StudioMigrateRequest(StrictBase):
+    instance_ids = fields.List(
+        fields.Integer(validate=validate.Range(min=1)),
+        required=True,
+        validate=validate.Length(min=1, max=500),
+    )
+    to_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+
+
+class StudioMigrationOutcome(Base):
+    instance_id = fields.Integer()
+    migrated = fields.Boolean()
+    reasons = fields.List(fields.String())
+    from_version = fields.Integer(allow_none=True)
+    to_version = fields.Integer(allow_none=True)
+
+
+class StudioMigrationResult(Base):
+    items = fields.List(fields.Nested(StudioMigrationOutcome))
+
+
+class StudioReportItem(Base):
+    severity = fields.String(validate=validate.OneOf(["error", "warning", "info"]))
+    message = fields.String()
+    element_id = fields.String(allow_none=True)
+    element_type = fields.String(allow_none=True)
+    name = fields.String()
+    line = fields.Integer(allow_none=True)
+
+
+class StudioImport(Base):
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    checksum = fields.String()
+    exporter = fields.String()
+    executable = fields.Boolean()
+    deployable = fields.Boolean()
+    has_diagram = fields.Boolean()
+    process_ids = fields.List(fields.String())
+    imported_by = fields.String(allow_none=True)
+    imported_at = fields.DateTime()
+    report = fields.List(fields.Nested(StudioReportItem))
+
+
+class StudioImportList(Base):
+    items = fields.List(fields.Nested(StudioImport))
+
+
+class StudioOpenDraft(StrictBase):
+    key = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+
+
+class StudioRepositoryVersion(Base):
+    key = fields.String()
+    version = fields.Integer()
+    missing_files = fields.List(fields.String())
+
+
+class StudioRepository(Base):
+    path = fields.String(allow_none=True)
+    not_in_repository = fields.List(fields.Nested(StudioRepositoryVersion))
