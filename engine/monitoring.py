@@ -8,6 +8,7 @@ page shows.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    values,
+    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -353,6 +354,28 @@ def _workday_ordinals(ctx: runtime.Context, first: date, last: date) -> list[tup
     return rows
 
 
+# One JSON parameter rather than a VALUES list: the statement stays the same, so SQLAlchemy
+# compiles it once instead of for every one of its thousand rows on each call.
+_ORDINALS_SQL = {
+    "postgresql": (
+        "SELECT day, ordinal FROM json_to_recordset(CAST(:workdays AS json)) AS w(day date, ordinal int)"
+    ),
+    "sqlite": (
+        "SELECT json_extract(value, '$.day') AS day, json_extract(value, '$.ordinal') AS ordinal"
+        " FROM json_each(:workdays)"
+    ),
+}
+
+
+def _workday_table(ctx: runtime.Context, first: date, last: date):
+    """A CTE (day, ordinal) of `_workday_ordinals`, passed to the database as one JSON parameter."""
+    payload = json.dumps(
+        [{"day": d.isoformat(), "ordinal": n} for d, n in _workday_ordinals(ctx, first, last)]
+    )
+    statement = text(_ORDINALS_SQL[ctx.session.get_bind().dialect.name]).bindparams(workdays=payload)
+    return statement.columns(column("day", Date), column("ordinal", Integer)).cte("workday")
+
+
 def percentile(histogram: Mapping[int, int], fraction: float) -> int | None:
     """Nearest-rank percentile of a {value: count} histogram (None when empty)."""
     total = sum(histogram.values())
@@ -370,10 +393,8 @@ def step_durations(ctx: runtime.Context, first_week: date, now: datetime) -> lis
     """Median and p90 working days per user task of each process, over tasks completed since
     `first_week`: working days after the day it opened up to the day it was done."""
     today = now.astimezone(ctx.settings.tzinfo).date()
-    ordinals = values(column("day", Date), column("ordinal", Integer), name="workday").data(
-        _workday_ordinals(ctx, first_week - timedelta(days=DURATION_LOOKBACK_DAYS), today)
-    )
-    done, opened = ordinals.cte("workday_done"), ordinals.cte("workday_opened")
+    ordinals = _workday_table(ctx, first_week - timedelta(days=DURATION_LOOKBACK_DAYS), today)
+    done, opened = ordinals.alias("workday_done"), ordinals.alias("workday_opened")
     days = (done.c.ordinal - func.coalesce(opened.c.ordinal, 0)).label("days")
     rows = ctx.session.execute(
         select(HumanTask.process_key, HumanTask.element_id, func.max(HumanTask.name), days, func.count())
