@@ -500,7 +500,7 @@ class StartRule:
 
 _CAMUNDA = "{http://camunda.org/schema/1.0/bpmn}"
 _BPMN = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
-_rule_cache: dict[int, StartRule] = {}
+_rule_cache: dict[tuple[int, str], StartRule] = {}
 _rule_lock = threading.Lock()
 
 
@@ -573,11 +573,12 @@ def start_rule(session, definition: ProcessDefinition) -> StartRule:
     group of the lane holding the start event; else the candidate groups and users of the
     first user tasks after the start event; else every staff member.
     """
-    rule = _rule_cache.get(definition.id)
+    key = (definition.id, definition.checksum)  # ids repeat across databases (tests)
+    rule = _rule_cache.get(key)
     if rule is None:
         rule = _compute_start_rule(session, definition)
         with _rule_lock:
-            _rule_cache[definition.id] = rule
+            _rule_cache[key] = rule
     return rule
 
 

@@ -1,7 +1,7 @@
 """The staff workspace: server-rendered pages (Jinja) over `engine`, Chinese by default.
 
-One parent blueprint holds what every page shares: the login requirement, HTML error pages,
-security headers and the template context; each area is a child blueprint.
+One parent blueprint holds what every page shares: the login requirement, HTML error pages
+and the template context; each area is a child blueprint. Security headers: webapp/security.py.
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ from .session import current_actor, current_page_user
 bp = Blueprint("pages", __name__)
 
 PUBLIC_ENDPOINTS = frozenset({"pages.auth.login", "pages.auth.language"})
-# What every page may load: our own bundles only. form-js sets style attributes itself.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
-    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
-    "form-action 'self'; base-uri 'self'; object-src 'none'"
-)
 
 
 @contextmanager
@@ -51,18 +45,6 @@ def _require_login():
         return None
     target = request.full_path if request.method == "GET" else None
     return redirect(url_for("pages.auth.login", next=target.rstrip("?") if target else None))
-
-
-@bp.after_request
-def _security_headers(response):
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    if response.mimetype == "text/html":
-        # Pages show personal work: never keep them in a shared browser's cache.
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 @bp.context_processor
