@@ -257,6 +257,30 @@ def dashboard(ctx: runtime.Context, now: datetime | None = None) -> dict:
         "step_durations": step_durations(ctx, first_week, now),
         "credit": credit_counts(ctx),
         "window_start": first_week,
+        "totals": task_totals(ctx, now),
+    }
+
+
+def task_totals(ctx: runtime.Context, now: datetime) -> dict:
+    """Open instances and how many are overdue; open tasks, overdue and due soon."""
+    open_instances_, late_instances = ctx.session.execute(
+        select(func.count(), func.sum(case((overdue_instance(now), 1), else_=0))).where(
+            ProcessInstance.status.in_(OPEN_STATUSES)
+        )
+    ).one()
+    open_tasks, overdue, warning = ctx.session.execute(
+        select(
+            func.count(),
+            func.sum(case((HumanTask.due_at <= now, 1), else_=0)),
+            func.sum(case((and_(HumanTask.warn_at <= now, HumanTask.due_at > now), 1), else_=0)),
+        ).where(HumanTask.status == "open")
+    ).one()
+    return {
+        "open_instances": open_instances_ or 0,
+        "overdue_instances": late_instances or 0,
+        "open_tasks": open_tasks or 0,
+        "overdue_tasks": overdue or 0,
+        "warning_tasks": warning or 0,
     }
 
 
@@ -1011,9 +1035,23 @@ def instance_overview(ctx: runtime.Context, instance_id: int, now: datetime | No
         "variables": runtime.instance_variables(ctx, instance),
         "tasks": tasks,
         "history": history,
+        "fields": field_labels(instance.definition),
         "diagram": instance_diagram_state(ctx, instance, tasks, now),
         "audit_breaks": audit.verify_chain(history),
     }
+
+
+def field_labels(definition: ProcessDefinition) -> dict[str, dict]:
+    """Top-level variable key -> {"label", "options": {value: label}} from the version's forms."""
+    from .forms import form_fields
+
+    labels: dict[str, dict] = {}
+    for form in (definition.forms or {}).values():
+        for f in form_fields(form):
+            if "." not in f["key"] and f["key"] not in labels:
+                options = {str(o["value"]): o["label"] for o in f["options"] or []}
+                labels[f["key"]] = {"label": f["label"], "options": options}
+    return labels
 
 
 def verify_instance_audit(ctx: runtime.Context, instance_id: int) -> dict:

@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     csrf.init_app(app)
     i18n.init_app(app)
     register_api(app)
+    from .pages import monitor  # noqa: F401  (mounts the managers' pages on the workspace blueprint)
+
     register_pages(app)
     from . import metrics
 

@@ -379,6 +379,7 @@ class Dashboard(Base):
     weeks = fields.List(fields.Nested(WeekThroughput))
     step_durations = fields.List(fields.Nested(StepDuration))
     credit = fields.List(fields.Nested(CreditCount))
+    totals = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
 class MonitorInstanceQuery(Page):
