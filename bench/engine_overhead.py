@@ -28,7 +28,7 @@ from sqlalchemy import event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine import audit, definitions, forms, queries, runtime, store
+from engine import audit, crypto, definitions, forms, queries, runtime, store
 from engine.access import Actor
 from engine.config import Settings
 from engine.db import Base, make_engine, make_session_factory, transaction
@@ -363,6 +363,8 @@ def bare_long_history(completed: int, samples: int) -> dict:
 PHASES = (
     ("load", runtime, "_lock_task"),  # SELECT task (+ candidates) and instance (+ definition)
     ("setup", runtime, "_load"),  # spec cache lookup, script engine with helpers
+    ("crypto", crypto.Cipher, "decrypt"),  # states are encrypted at rest
+    ("crypto", crypto.Cipher, "encrypt"),
     ("deserialize", store, "load_state"),
     ("validate", forms, "validate_submission"),
     ("step", runtime, "_run"),  # task.run() and do_engine_steps()
@@ -378,6 +380,7 @@ PHASES = (
 PHASE_ORDER = (
     "load",
     "setup",
+    "crypto",
     "deserialize",
     "validate",
     "step",

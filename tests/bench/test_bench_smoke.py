@@ -17,7 +17,18 @@ OPERATIONS = [
     for state in ("empty", "after_finished")
     for operation in ("start_instance", "complete_task")
 ]
-PHASES = ("load", "deserialize", "validate", "step", "projections", "serialize", "audit", "flush", "commit")
+PHASES = (
+    "load",
+    "crypto",
+    "deserialize",
+    "validate",
+    "step",
+    "projections",
+    "serialize",
+    "audit",
+    "flush",
+    "commit",
+)
 
 
 def _positive(value) -> bool:
