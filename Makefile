@@ -18,7 +18,7 @@ install: $(BIN)/.installed webapp/translations/en/LC_MESSAGES/messages.mo
 
 # UI catalogues (zh_CN is the source language; English is compiled from its .po file).
 webapp/translations/en/LC_MESSAGES/messages.mo: webapp/translations/en/LC_MESSAGES/messages.po $(BIN)/.installed
-	$(BIN)/pybabel compile -q -d webapp/translations
+	$(BIN)/pybabel compile -d webapp/translations
 
 translations: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o webapp/translations/messages.pot .
