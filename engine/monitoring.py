@@ -285,13 +285,13 @@ def task_totals(ctx: runtime.Context, now: datetime) -> dict:
 
 
 def open_instances(ctx: runtime.Context, now: datetime) -> list[dict]:
-    """Open instances per process and status, with how many of them are overdue."""
+    """Open instances per process and status, with how many of them are overdue (overdue_instance)."""
     rows = ctx.session.execute(
         select(
             ProcessInstance.process_key,
             ProcessInstance.status,
             func.count(),
-            func.sum(case((ProcessInstance.due_at <= now, 1), else_=0)),
+            func.sum(case((overdue_instance(now), 1), else_=0)),
         )
         .where(ProcessInstance.status.in_(OPEN_STATUSES))
         .group_by(ProcessInstance.process_key, ProcessInstance.status)

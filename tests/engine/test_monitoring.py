@@ -181,7 +181,7 @@ def test_late_tasks_per_group_and_person(history):
     ]
     opened = {(r["process_key"], r["status"]): r for r in board["open_instances"]}
     assert opened[("simple_review", "running")]["count"] == 3
-    assert opened[("simple_review", "running")]["overdue"] == 0  # no instance deadline, only task ones
+    assert opened[("simple_review", "running")]["overdue"] == 1  # C: its task is overdue
 
 
 def test_the_group_bar_lands_on_those_tasks(history):

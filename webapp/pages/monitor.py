@@ -66,7 +66,11 @@ def _messages(exc: ValidationFailed) -> list[str]:
 
 
 def _bar(categories: list[str], series: list[dict], *, horizontal: bool = False, stack: bool = False) -> dict:
-    category_axis = {"type": "category", "data": categories, "axisLabel": {"interval": 0}}
+    # Few categories: show every label, turned when they would crowd; many (weeks): let ECharts thin them.
+    labels = {"interval": 0, "rotate": 30 if len(categories) > 3 and not horizontal else 0}
+    if len(categories) > 8:
+        labels = {"hideOverlap": True}
+    category_axis = {"type": "category", "data": categories, "axisLabel": labels}
     value_axis = {"type": "value", "minInterval": 1}
     for item in series:
         item.setdefault("type", "bar")
@@ -114,7 +118,7 @@ def _open_instances_chart(data: dict) -> dict:
     chart["series"].append(
         {
             "type": "bar",
-            "name": str(_("超过流程时限")),
+            "name": str(_("其中超期")),
             "data": late,
             "itemStyle": {"color": LATE_COLOURS["overdue"]},
         }
