@@ -515,10 +515,9 @@ def main(argv=None) -> dict:
             written = bulk_load(db, captured, args.instances, now, args.seed)
         else:
             import_all_tables()
-        if args.extra_indexes:
-            with db.begin() as conn:
-                for statement in EXTRA_INDEXES.values():
-                    conn.execute(text(statement))
+        with db.begin() as conn:  # with --reuse, a previous run may have left them
+            for name, statement in EXTRA_INDEXES.items():
+                conn.execute(text(statement if args.extra_indexes else f"DROP INDEX IF EXISTS {name}"))
         with db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
         operations = queries_to_time(now)
