@@ -87,15 +87,23 @@ class Flows:
     def variables(self, instance_id: int, user: str = "director") -> dict:
         return self.instance(instance_id, user)["variables"]
 
+    def open_tasks(self, instance_id: int) -> list[dict]:
+        """The instance's open tasks (the inbox projection, as a manager sees it)."""
+        response = self.api.get(f"/api/v1/tasks?scope=all&instance_id={instance_id}", user="director")
+        assert response.status_code == 200, response.json
+        return response.json["items"]
+
     def open_elements(self, instance_id: int) -> list[str]:
-        return sorted(t["element_id"] for t in self.instance(instance_id)["tasks"])
+        return sorted(t["element_id"] for t in self.open_tasks(instance_id))
 
     def open_task(self, instance_id: int, element_id: str) -> dict:
         """The one open task of `element_id` in the instance."""
-        tasks = [t for t in self.instance(instance_id)["tasks"] if t["element_id"] == element_id]
-        open_now = self.open_elements(instance_id)
-        assert len(tasks) == 1, f"expected one open {element_id}, open tasks: {open_now}"
-        return tasks[0]
+        tasks = self.open_tasks(instance_id)
+        mine = [t for t in tasks if t["element_id"] == element_id]
+        assert len(mine) == 1, (
+            f"expected one open {element_id}, open tasks: {[t['element_id'] for t in tasks]}"
+        )
+        return mine[0]
 
     def complete(self, instance_id: int, element_id: str, user: str, data: dict) -> dict:
         """Complete the one open task of `element_id` as `user`; asserts 200, returns the completion."""

@@ -207,6 +207,24 @@ def test_deputy_refusal_sends_it_back_to_verification(flows):
     assert flows.record(record["id"])["status"] == "revoked"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: engine.credit.apply_outcome maps 'maintain' to 'published' whatever the status before "
+    "the objection, so a corrected record objected to again and maintained ends 'published' while it "
+    "still carries its correction; it should go back to 'corrected'",
+)
+def test_maintaining_a_corrected_record_keeps_it_corrected(flows):
+    record = flows.pick_record("corrected")
+    iid = register(flows, record["id"])
+    verify(flows, iid, "maintain")
+    legal(flows, iid, "agree")
+    approve(flows, iid, True)
+    flows.assert_ended_at(iid, "end")
+    kept = flows.record(record["id"])
+    assert kept["correction"] == record["correction"]
+    assert kept["status"] == "corrected"
+
+
 @pytest.mark.parametrize("status", ["revoked", "repaired", "expired", "under_objection"])
 def test_objecting_to_a_record_not_shown_or_already_objected_is_refused(flows, status):
     record = flows.pick_record(status)

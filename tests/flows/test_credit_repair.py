@@ -103,6 +103,7 @@ INELIGIBLE = {
     "duties_not_fulfilled": ("published", "minor", repairable, False, "尚未履行", 0),
     "already_repaired": ("repaired", None, None, True, "已修复", 0),
     "expired": ("expired", None, None, True, "公示期已届满", 0),
+    "under_objection": ("under_objection", None, None, True, "异议处理中", 0),
 }
 
 
@@ -209,6 +210,23 @@ def test_supplemented_materials_come_back_to_review(flows):
     chief_review(flows, iid, True)
     flows.assert_ended_at(iid, "end")
     assert_repaired(flows, iid, before)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: the materials_supplemented payload is not validated; merge_supplement does "
+    "list(payload['attachments']), so a string is split into characters (['proof_0001', 'a', 'b', 'c']) "
+    "and ids that are not attachment ids ('../x', objects) are stored; should be 422 and nothing changed",
+)
+@pytest.mark.parametrize("payload", [{"attachments": "abc"}, {"attachments": ["../../etc/passwd"]}])
+def test_malformed_supplement_is_refused(flows, payload):
+    before = flows.pick_record("published", "general", match=repairable)
+    iid = apply(flows, before["id"])
+    review_materials(flows, iid, "supplement", supplement_request="请补充罚款缴纳凭证")
+    response = flows.message(iid, "materials_supplemented", payload)
+    assert response.status_code == 422, response.json
+    assert flows.variables(iid)["attachments"] == ["proof_0001"]
+    flows.assert_waiting_at(iid, "gw_wait_supplement")
 
 
 def test_no_supplement_within_the_window_withdraws_the_application(flows):

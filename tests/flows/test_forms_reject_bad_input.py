@@ -4,6 +4,7 @@ and a refused submission changes nothing."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
@@ -271,3 +272,20 @@ def test_decision_with_credit_record_requires_the_severity(flows):
     assert response.status_code == 422, response.json
     assert response.json["error"] == "validation", response.json
     assert REQUIRED in response.json["errors"]["credit_severity"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: 处理决定 with credit_record=true and a decision_date after today is refused by the "
+    "archive (422 validation) under the archive's key 'decided_at', not the form's 'decision_date', "
+    "so the form cannot show the message at the field",
+)
+def test_decision_date_in_the_future_is_refused_at_its_field(flows):
+    iid = _instance_at(flows, "complaint_rectification", "decision")
+    task = flows.open_task(iid, "decision")
+    tomorrow = (china_today() + timedelta(days=1)).isoformat()
+    data = DECISION | {"decision_date": tomorrow}
+    response = flows.api.post(f"/api/v1/tasks/{task['id']}/complete", user="deputy", json={"data": data})
+    assert response.status_code == 422, response.json
+    assert flows.open_elements(iid) == ["decision", "reply"]
+    assert "decision_date" in response.json["errors"], response.json["errors"]
