@@ -426,7 +426,11 @@ def _analyze_bpmn(session, name: str, raw: bytes, root) -> ImportReport:
     executable = [p.get("id") for p in processes if p.get("isExecutable", "true") == "true"]
     has_diagram = root.find(f"{{{BPMNDI_NS}}}BPMNDiagram") is not None
     if not has_diagram:
-        items.append(ReportItem("warning", "文件没有图形信息（BPMNDiagram），只能看到报告，无法显示流程图"))
+        items.append(
+            ReportItem(
+                "warning", "文件没有图形信息（BPMNDiagram）：查看时由系统自动排布，在编辑器中保存后带上图形"
+            )
+        )
     if processes:
         flagged = {i.element_id for i in items if i.severity == "error" and i.element_id}
         items += _deployment_findings(session, name, _executable_copy(root), flagged)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -147,6 +148,18 @@ def _check_content(kind: str, content) -> str:
     return content
 
 
+def _form_draft(key: str, content: str) -> str:
+    """A form draft is form-js JSON whose id is the draft's key (user tasks refer to it by id)."""
+    try:
+        schema = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed({"content": [f"表单不是有效的 JSON：{exc.msg}"]}) from exc
+    if not isinstance(schema, dict):
+        raise ValidationFailed({"content": ["表单必须是 JSON 对象"]})
+    schema["id"] = key
+    return json.dumps(schema, ensure_ascii=False, indent=2)
+
+
 def save_draft(
     ctx: Context,
     kind: str,
@@ -165,6 +178,8 @@ def save_draft(
     _check_kind(kind)
     check_key(key)
     _check_content(kind, content)
+    if kind == "form":
+        content = _form_draft(key, content)
     session, username = ctx.session, ctx.actor.username
     newer = _newer_by_someone_else(session, kind, key, username, int(base_revision or 0))
     if newer is not None:
@@ -254,6 +269,115 @@ def _form_refs(raw: bytes) -> set[str]:
             if value:
                 refs.add(value.strip())
     return refs
+
+
+# --- a diagram for models written without one ------------------------------------------------
+
+BPMNDI_NS = "http://www.omg.org/spec/BPMN/20100524/DI"
+DC_NS = "http://www.omg.org/spec/DD/20100524/DC"
+DI_NS = "http://www.omg.org/spec/DD/20100524/DI"
+_SIZES = {"event": (36, 36), "gateway": (50, 50), "data": (50, 50), "activity": (100, 80)}
+_COLUMN, _ROW, _LEFT, _TOP = 170, 130, 80, 60
+
+
+def _shape_kind(local: str) -> str | None:
+    if local.endswith("Event"):
+        return "event"
+    if local.endswith("Gateway"):
+        return "gateway"
+    if local in ("dataObjectReference", "dataStoreReference"):
+        return "data"
+    if local.endswith("Task") or local in ("task", "callActivity") or local in CONTAINERS:
+        return "activity"
+    return None
+
+
+def _columns(nodes: dict, flows: list) -> dict[str, int]:
+    """Breadth-first distance from the start events (unreached nodes go to the first column)."""
+    outgoing: dict[str, list[str]] = {}
+    for flow in flows:
+        outgoing.setdefault(flow.get("sourceRef"), []).append(flow.get("targetRef"))
+    starts = [i for i, n in nodes.items() if _local(n) == "startEvent"] or list(nodes)[:1]
+    column = {i: 0 for i in starts}
+    queue = list(starts)
+    while queue:
+        current = queue.pop(0)
+        for target in outgoing.get(current, []):
+            if target in nodes and target not in column:
+                column[target] = column[current] + 1
+                queue.append(target)
+    return {i: column.get(i, 0) for i in nodes}
+
+
+def _add_shape(plane, element_id: str, bounds: tuple[int, int, int, int], expanded: bool | None = None):
+    shape = etree.SubElement(
+        plane, f"{{{BPMNDI_NS}}}BPMNShape", id=f"{element_id}_di", bpmnElement=element_id
+    )
+    if expanded is not None:
+        shape.set("isExpanded", "true" if expanded else "false")
+    x, y, w, h = bounds
+    etree.SubElement(shape, f"{{{DC_NS}}}Bounds", x=str(x), y=str(y), width=str(w), height=str(h))
+
+
+def _add_edge(plane, flow, bounds: dict) -> None:
+    source, target = bounds.get(flow.get("sourceRef")), bounds.get(flow.get("targetRef"))
+    if source is None or target is None:
+        return
+    edge = etree.SubElement(
+        plane, f"{{{BPMNDI_NS}}}BPMNEdge", id=f"{flow.get('id')}_di", bpmnElement=flow.get("id")
+    )
+    (sx, sy, sw, sh), (tx, ty, tw, th) = source, target
+    if tx > sx:
+        points = [(sx + sw, sy + sh // 2), (tx, ty + th // 2)]
+    else:  # a loop back: under both shapes
+        low = max(sy + sh, ty + th) + 30
+        points = [(sx + sw // 2, sy + sh), (sx + sw // 2, low), (tx + tw // 2, low), (tx + tw // 2, ty + th)]
+    for x, y in points:
+        etree.SubElement(edge, f"{{{DI_NS}}}waypoint", x=str(x), y=str(y))
+
+
+def _layout_process(root, process) -> None:
+    nodes = {
+        n.get("id"): n for n in process if isinstance(n.tag, str) and n.get("id") and _shape_kind(_local(n))
+    }
+    boundary = {i: n for i, n in nodes.items() if _local(n) == "boundaryEvent"}
+    placed = {i: n for i, n in nodes.items() if i not in boundary}
+    flows = [f for f in process if isinstance(f.tag, str) and _local(f) == "sequenceFlow"]
+    columns = _columns({i: n for i, n in placed.items() if _shape_kind(_local(n)) != "data"}, flows)
+    rows: dict[int, int] = {}
+    bounds: dict[str, tuple[int, int, int, int]] = {}
+    last_column = max(columns.values(), default=0)
+    for element_id, node in placed.items():
+        column = columns.get(element_id, last_column + 1)
+        row = rows[column] = rows.get(column, -1) + 1
+        w, h = _SIZES[_shape_kind(_local(node))]
+        cx, cy = _LEFT + column * _COLUMN + 50, _TOP + row * _ROW + 40
+        bounds[element_id] = (cx - w // 2, cy - h // 2, w, h)
+    for offset, (element_id, node) in enumerate(boundary.items()):
+        host = bounds.get(node.get("attachedToRef"))
+        if host is not None:
+            bounds[element_id] = (host[0] + 10 + (offset % 2) * 40, host[1] + host[3] - 18, 36, 36)
+    diagram = etree.SubElement(root, f"{{{BPMNDI_NS}}}BPMNDiagram", id=f"diagram_{process.get('id')}")
+    plane = etree.SubElement(diagram, f"{{{BPMNDI_NS}}}BPMNPlane", id=f"plane_{process.get('id')}")
+    plane.set("bpmnElement", process.get("id"))
+    for element_id, box in bounds.items():
+        expanded = False if _local(nodes[element_id]) in CONTAINERS else None
+        _add_shape(plane, element_id, box, expanded)
+    for flow in flows:
+        _add_edge(plane, flow, bounds)
+
+
+def ensure_diagram(xml: str) -> str:
+    """The XML with a simple left-to-right layout added when it has no diagram at all, so the
+    modeler and viewer can show models written by hand or exported without one."""
+    root = _parse_xml(xml.encode())
+    if root is None or root.find(f"{{{BPMNDI_NS}}}BPMNDiagram") is not None:
+        return xml
+    processes = root.findall(f"{{{BPMN_NS}}}process")
+    if not processes:
+        return xml
+    _layout_process(root, processes[0])  # bpmn-js shows one plane; the first process is the main one
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8").decode()
 
 
 def process_source(ctx: Context, key: str) -> tuple[str, int | None]:
@@ -389,6 +513,82 @@ def _mark_deployed(ctx: Context, files: list[tuple[str, bytes]], version: int, k
                 draft.deployed_version = version if kind == "bpmn" else None
                 draft.updated_at = utcnow()
     ctx.session.flush()
+
+
+STARTER_DIAGRAM = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" \
+xmlns:bpmndi="http://www.omg.org/spec/BPMN/20100524/DI" xmlns:dc="http://www.omg.org/spec/DD/20100524/DC" \
+xmlns:di="http://www.omg.org/spec/DD/20100524/DI" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" \
+id="definitions_{key}" targetNamespace="http://bpmn.io/schema/bpmn">
+  <bpmn:process id="{key}" name="{name}" isExecutable="true">
+    <bpmn:startEvent id="start" name="开始" />
+  </bpmn:process>
+  <bpmndi:BPMNDiagram id="diagram_{key}">
+    <bpmndi:BPMNPlane id="plane_{key}" bpmnElement="{key}">
+      <bpmndi:BPMNShape id="start_di" bpmnElement="start"><dc:Bounds x="160" y="100" width="36" height="36" /></bpmndi:BPMNShape>
+    </bpmndi:BPMNPlane>
+  </bpmndi:BPMNDiagram>
+</bpmn:definitions>
+"""
+
+
+def new_process(ctx: Context, key: str, name: str) -> Draft:
+    """Start a new process as my draft (a start event to build on).
+
+    Raises NotAllowed, ValidationFailed (bad or taken key, no name), Conflict (someone drafts it).
+    """
+    require_studio(ctx.actor)
+    check_key(key)
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed({"name": ["请填写流程名称"]})
+    if _latest(ctx.session, key) is not None:
+        raise ValidationFailed({"key": [f"流程 {key} 已存在，请在其版本列表中编辑"]})
+    escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")[:200]
+    state = draft_state(ctx, "bpmn", key)
+    return save_draft(
+        ctx, "bpmn", key, STARTER_DIAGRAM.format(key=key, name=escaped), base_revision=state.latest_revision
+    )
+
+
+@dataclass
+class FormInfo:
+    form_id: str
+    deployed: DeploymentFile | None  # the latest deployed file of this form
+    draft: Draft | None  # my open draft
+    used_by: list[str]  # process keys whose latest version uses it
+
+
+def list_forms(ctx: Context) -> list[FormInfo]:
+    """Every deployed form and every form I am drafting. Raises NotAllowed."""
+    require_studio(ctx.actor)
+    latest_files = {}
+    for row in ctx.session.scalars(
+        select(DeploymentFile).where(DeploymentFile.kind == "form").order_by(DeploymentFile.id)
+    ):
+        latest_files[row.ref] = row
+    drafts = {d.key: d for d in open_drafts(ctx, "form")}
+    users: dict[str, list[str]] = {}
+    for definition in definitions.list_definitions(ctx.session):
+        for form_id in definition.forms or {}:
+            users.setdefault(form_id, []).append(definition.key)
+    ids = sorted(set(latest_files) | set(drafts))
+    return [FormInfo(i, latest_files.get(i), drafts.get(i), users.get(i, [])) for i in ids]
+
+
+def form_source(ctx: Context, form_id: str) -> dict:
+    """The schema a form editor opens: my draft, else the deployed form, else an empty form.
+
+    Raises NotAllowed, ValidationFailed.
+    """
+    require_studio(ctx.actor)
+    check_key(form_id, "form_id")
+    info = next((f for f in list_forms(ctx) if f.form_id == form_id), None)
+    if info is not None and info.draft is not None:
+        return json.loads(info.draft.content)
+    if info is not None and info.deployed is not None:
+        return json.loads(info.deployed.content)
+    return {"id": form_id, "type": "default", "schemaVersion": 16, "components": []}
 
 
 # --- versions, instance counts, repository check, export ------------------------------------

@@ -56,6 +56,9 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     from .pages import monitor  # noqa: F401  (mounts the managers' pages on the workspace blueprint)
 
     register_pages(app)
+    from .pages import studio as studio_pages
+
+    studio_pages.register(app)
     from . import metrics
 
     metrics.init_app(app)

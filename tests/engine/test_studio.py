@@ -10,6 +10,7 @@ import shutil
 import zipfile
 
 import pytest
+from lxml import etree
 from sqlalchemy import func, select
 
 import engine.imports  # noqa: F401  (register the studio tables before create_all)
@@ -116,12 +117,34 @@ def test_drafts_refuse_non_analysts_bad_keys_and_empty_content(ctx):
 
 def test_the_editor_opens_my_draft_else_the_latest_version(ctx):
     xml, version = studio.process_source(ctx, "simple_review")
-    assert xml == simple_xml() and version == 1
+    assert version == 1 and same_process(xml, simple_xml())
     studio.save_draft(ctx, "bpmn", "simple_review", with_extra_task(), base_revision=0, base_version=1)
-    assert studio.process_source(ctx, "simple_review") == (with_extra_task(), 1)
-    assert studio.process_source(as_actor(ctx, OTHER_ANALYST), "simple_review")[0] == simple_xml()
+    xml, version = studio.process_source(ctx, "simple_review")
+    assert version == 1 and same_process(xml, with_extra_task())
+    assert same_process(studio.process_source(as_actor(ctx, OTHER_ANALYST), "simple_review")[0], simple_xml())
     with pytest.raises(NotFound):
         studio.process_source(ctx, "no_such_process")
+
+
+def same_process(xml: str, expected: str) -> bool:
+    return studio.process_elements(xml, "simple_review") == studio.process_elements(expected, "simple_review")
+
+
+def test_a_model_without_a_diagram_opens_with_a_generated_layout(ctx):
+    assert "BPMNDiagram" not in simple_xml()
+    laid_out = studio.ensure_diagram(with_extra_task())
+    root = etree.fromstring(laid_out.encode())
+    shapes = {s.get("bpmnElement"): s for s in root.iter(f"{{{studio.BPMNDI_NS}}}BPMNShape")}
+    edges = {e.get("bpmnElement") for e in root.iter(f"{{{studio.BPMNDI_NS}}}BPMNEdge")}
+    nodes = {"start", "first_review", "extra_review", "gw", "confirm", "end_ok", "end_rejected"}
+    assert set(shapes) == nodes
+    assert edges == {"f1", "f2", "f_extra", "f_ok", "f_no", "f3"}
+    x = {i: float(s.find(f"{{{studio.DC_NS}}}Bounds").get("x")) for i, s in shapes.items()}
+    assert x["start"] < x["first_review"] < x["extra_review"] < x["gw"] < x["confirm"] < x["end_ok"]
+    # A diagram that has one is left alone, byte for byte.
+    assert studio.ensure_diagram(laid_out) == laid_out
+    # The layout is only for display: deploying the laid-out XML keeps every element.
+    studio.validate_process(ctx, "simple_review", laid_out)
 
 
 # --- validate and deploy -----------------------------------------------------------------------
@@ -157,7 +180,8 @@ def test_deploy_from_my_draft_needs_a_note_and_creates_the_next_version(ctx):
     assert event.user == "analyst" and event.details["definitions"] == [["simple_review", 2]]
     # The draft became version 2: the editor now opens the deployed version.
     assert studio.draft_state(ctx, "bpmn", "simple_review").mine is None
-    assert studio.process_source(ctx, "simple_review") == (with_extra_task(), 2)
+    xml, version = studio.process_source(ctx, "simple_review")
+    assert version == 2 and same_process(xml, with_extra_task())
     again = studio.deploy_process(ctx, "simple_review", "再次部署", with_extra_task())
     assert not again.created and [d.version for d in again.definitions if d.key == "simple_review"] == [2]
 

@@ -4,6 +4,7 @@ migration (dry run and real, with a refused instance), imports — and 403 for n
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import zipfile
 
@@ -270,3 +271,113 @@ def test_import_reports_and_never_500s(api, deployed):
     assert [i["name"] for i in api.get("/api/v1/studio/imports", user="analyst").json["items"]] == [
         "review_descriptive.bpmn"
     ]
+
+
+# --- the studio pages (session cookie + CSRF) -------------------------------------------------------
+
+
+def page_client(app, username):
+    from tests.webapp.pages_client import PageClient
+
+    return PageClient(app, username)
+
+
+def xhr_post(client, path, body, content_type="application/xml", csrf=True):
+    headers = {"X-CSRFToken": client.csrf()} if csrf else {}
+    return client.client.post(path, data=body, content_type=content_type, headers=headers)
+
+
+def test_studio_pages_are_for_analysts_only(app, deployed):
+    staff = page_client(app, "registrar")
+    for path in ("/studio/", "/studio/processes/simple_review/edit", "/studio/imports", "/studio/forms"):
+        assert staff.get(path).status_code == 403
+    assert staff.get("/studio/processes/simple_review/source").status_code == 403
+    assert xhr_post(staff, "/studio/processes/simple_review/draft?base=0", SIMPLE).status_code == 403
+    from tests.webapp.pages_client import PageClient
+
+    anonymous = PageClient(app)
+    assert anonymous.get("/studio/").status_code == 302
+    assert anonymous.get("/studio/processes/simple_review/source").status_code == 401
+
+
+def test_studio_pages_render_versions_editor_diff_forms_and_migration(app, api, deployed):
+    deploy_v2(api)
+    analyst = page_client(app, "analyst")
+    index = analyst.get("/studio/")
+    assert index.status_code == 200 and "simple_review" in index.text and "增加加审环节" in index.text
+    editor = analyst.get("/studio/processes/simple_review/edit")
+    assert editor.status_code == 200
+    assert (
+        "data-bpmn-modeler" in editor.text
+        and 'data-save-url="/studio/processes/simple_review/draft?base=0' in editor.text
+    )
+    assert '<option value="section_chiefs">' in editor.text  # the group picker
+    source = analyst.get("/studio/processes/simple_review/source")
+    assert source.mimetype == "application/xml" and "BPMNShape" in source.text  # laid out for the modeler
+    diff = analyst.get("/studio/processes/simple_review/diff")
+    assert diff.status_code == 200 and "extra_review" in diff.text and "data-bpmn-diff" in diff.text
+    assert analyst.get("/studio/processes/simple_review/versions/2").status_code == 200
+    assert analyst.get("/studio/forms/simple_confirm").status_code == 200
+    migrate = analyst.get("/studio/processes/simple_review/migrate")
+    assert migrate.status_code == 200
+    script = analyst.get("/studio/studio.js")
+    assert script.mimetype == "text/javascript" and "chengxinModeler" in script.text
+
+
+def test_editor_saves_drafts_with_csrf_and_reports_conflicts_as_json(app, deployed):
+    analyst = page_client(app, "analyst")
+    saved = xhr_post(analyst, "/studio/processes/simple_review/draft?base=0&version=1", VALID_V2)
+    assert saved.status_code == 200 and saved.json["revision"] == 1
+    assert (
+        xhr_post(analyst, "/studio/processes/simple_review/draft?base=0", VALID_V2, csrf=False).status_code
+        == 400
+    )
+    admin = page_client(app, "admin")
+    refused = xhr_post(admin, "/studio/processes/simple_review/draft?base=0", SIMPLE)
+    assert refused.status_code == 409 and "业务分析员 周敏（analyst）" in refused.json["message"]
+    invalid = xhr_post(analyst, "/studio/processes/simple_review/validate", MISSING_FORM)
+    assert invalid.status_code == 422 and invalid.json["error"] == "invalid_definition"
+    assert any(e["element_id"] == "extra_review" for e in invalid.json["errors"])
+    deployed_v2 = xhr_post(
+        analyst,
+        "/studio/processes/simple_review/deploy",
+        json.dumps({"xml": VALID_V2, "note": "增加加审", "base_version": 1}),
+        "application/json",
+    )
+    assert deployed_v2.status_code == 201 and deployed_v2.json["version"] == 2
+    assert deployed_v2.json["migrate_url"] == "/studio/processes/simple_review/migrate?to=2"
+
+
+def test_migration_page_dry_run_and_migrate_selected(app, api, deployed):
+    instance = start(api)
+    deploy_v2(api)
+    analyst = page_client(app, "analyst")
+    plan = analyst.get("/studio/processes/simple_review/migrate?from=1&to=2")
+    assert f'data-instance-id="{instance["id"]}"' in plan.text and "可以迁移" in plan.text
+    done = analyst.post(
+        "/studio/processes/simple_review/migrate",
+        {"from": "1", "to": "2", "instance_id": str(instance["id"])},
+    )
+    assert done.status_code == 200 and "已迁移到版本 2" in done.text
+    assert api.get(f"/api/v1/process-instances/{instance['id']}", user="registrar").json["version"] == 2
+
+
+def test_import_page_shows_the_report_and_opens_a_draft(app, deployed):
+    analyst = page_client(app, "analyst")
+    descriptive = SIMPLE.replace('isExecutable="true"', 'isExecutable="false"')
+    response = analyst.post(
+        "/studio/imports",
+        {"file": (io.BytesIO(descriptive.encode()), "review.bpmn")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 303
+    detail = analyst.get(response.location)
+    assert "描述性模型" in detail.text and "data-bpmn-viewer" in detail.text
+    broken = analyst.post(
+        "/studio/imports",
+        {"file": (io.BytesIO(b"<definitions"), "x.bpmn")},
+        content_type="multipart/form-data",
+    )
+    assert broken.status_code == 422 and "XML" in broken.text
+    opened = analyst.post(response.location + "/draft", {})
+    assert opened.status_code == 303 and opened.location == "/studio/processes/simple_review/edit"
