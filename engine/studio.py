@@ -11,6 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from lxml import etree
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, func, select
@@ -544,7 +545,7 @@ def new_process(ctx: Context, key: str, name: str) -> Draft:
         raise ValidationFailed({"name": ["请填写流程名称"]})
     if _latest(ctx.session, key) is not None:
         raise ValidationFailed({"key": [f"流程 {key} 已存在，请在其版本列表中编辑"]})
-    escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")[:200]
+    escaped = escape(name[:200], {'"': "&quot;"})
     state = draft_state(ctx, "bpmn", key)
     return save_draft(
         ctx, "bpmn", key, STARTER_DIAGRAM.format(key=key, name=escaped), base_revision=state.latest_revision

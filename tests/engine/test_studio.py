@@ -284,3 +284,45 @@ def test_diff_lists_added_removed_and_changed_elements(ctx):
     assert aspects["f2"] == ["连线"]
     reverse = studio.diff_versions(ctx, "simple_review", 2, 1)
     assert {c.element_id for c in reverse.removed} == {"extra_review", "f_extra"}
+
+
+# --- new processes and forms --------------------------------------------------------------------
+
+
+def test_a_new_process_starts_as_my_draft_and_refuses_taken_or_bad_keys(ctx):
+    draft = studio.new_process(ctx, "hazard_report", "隐患报告 <测试>")
+    assert draft.kind == "bpmn" and draft.revision == 1
+    assert 'id="hazard_report"' in draft.content and "隐患报告 &lt;测试&gt;" in draft.content
+    assert studio.process_elements(draft.content, "hazard_report") == {
+        "start": {"type": "startEvent", "name": "开始"}
+    }
+    with pytest.raises(ValidationFailed) as taken:
+        studio.new_process(ctx, "simple_review", "重名")
+    assert "已存在" in taken.value.errors["key"][0]
+    with pytest.raises(ValidationFailed):
+        studio.new_process(ctx, "1bad", "名称")
+    with pytest.raises(ValidationFailed) as unnamed:
+        studio.new_process(ctx, "another", " ")
+    assert "name" in unnamed.value.errors
+
+
+def test_form_drafts_take_their_key_as_id_and_list_beside_deployed_forms(ctx):
+    schema = {"type": "default", "id": "Form_0x1", "components": []}
+    draft = studio.save_draft(ctx, "form", "extra_form", json.dumps(schema), base_revision=0)
+    assert json.loads(draft.content)["id"] == "extra_form"
+    with pytest.raises(ValidationFailed):
+        studio.save_draft(ctx, "form", "extra_form", "{not json", base_revision=1)
+    with pytest.raises(ValidationFailed):
+        studio.save_draft(ctx, "form", "extra_form", "[1, 2]", base_revision=1)
+    forms = {f.form_id: f for f in studio.list_forms(ctx)}
+    assert set(forms) == {"extra_form", "simple_confirm", "simple_review", "simple_start"}
+    assert forms["extra_form"].draft is not None and forms["extra_form"].deployed is None
+    assert forms["simple_confirm"].used_by == ["simple_review"]
+    assert studio.form_source(ctx, "extra_form")["id"] == "extra_form"
+    assert studio.form_source(ctx, "simple_confirm")["id"] == "simple_confirm"
+    assert studio.form_source(ctx, "brand_new") == {
+        "id": "brand_new",
+        "type": "default",
+        "schemaVersion": 16,
+        "components": [],
+    }
