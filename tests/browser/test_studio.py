@@ -324,3 +324,35 @@ def _a_new_instance_starts_on_version_2(studio: Studio) -> None:
         from engine.models import ProcessInstance
 
         assert session.get(ProcessInstance, instance_id).version == 2
+
+
+def test_diff_page_and_form_editor(watched_page, studio_server):
+    """The side-by-side diff marks the renamed step as changed; the form editor saves a draft."""
+    from engine import definitions
+    from engine import studio as studio_engine
+    from engine.access import Actor
+    from engine.db import transaction
+    from engine.runtime import Context
+
+    page, studio, flow = watched_page.page, studio_server, studio_server.flow
+    analyst = Actor("analyst", frozenset({"analysts"}))
+    with transaction(studio.sessions) as session:
+        ctx = Context(session, analyst, studio.settings)
+        xml = definitions.bpmn_xml(session, definitions.get_definition(session, flow.key))
+        renamed = xml.replace(f'id="{flow.before}" name="', f'id="{flow.before}" name="新')
+        studio_engine.deploy_process(ctx, flow.key, "改名", renamed)
+    log_in(page, studio, "analyst")
+    page.goto(studio.url(f"/studio/processes/{flow.key}/diff"))
+    page.wait_for_function("() => document.querySelector('[data-bpmn-diff]').chengxinDiff")
+    changed = page.evaluate(
+        "() => Object.keys(document.querySelector('[data-bpmn-diff]').chengxinDiff.changes._changed)"
+    )
+    assert flow.before in changed
+    assert flow.before in page.locator("[data-studio-changes]").inner_text()
+
+    page.goto(studio.url(f"/studio/forms/{flow.form}"))
+    page.wait_for_function("() => document.querySelector('[data-form-editor]').chengxinFormEditor")
+    with page.expect_navigation():
+        page.get_by_role("button", name="保存表单草稿").click()
+    assert "表单草稿已保存" in page.locator(".flashes").inner_text()
+    assert watched_page.console_errors == [] and watched_page.offsite_requests() == []
