@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
@@ -70,12 +70,29 @@ def summarize(samples: list[float]) -> dict:
     }
 
 
-@contextmanager
-def stopwatch(samples: list[float]):
-    """Append the block's duration in ms to `samples` (nothing when the block raises)."""
-    start = time.perf_counter()
-    yield
-    samples.append((time.perf_counter() - start) * 1000)
+@dataclass
+class Samples:
+    """Wall-clock and process-CPU ms of repeated operations.
+
+    CPU time is what this process spent (for SQLite, nearly all of the work; for PostgreSQL,
+    the client side only); unlike wall time it hardly moves when other work shares the host.
+    """
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    @contextmanager
+    def measure(self):
+        """Add the block's durations (nothing when the block raises)."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.cpu.append((time.process_time() - cpu) * 1000)
+        self.wall.append((time.perf_counter() - wall) * 1000)
+
+    def summary(self) -> dict:
+        """summarize() of the wall times, plus the median and p95 of the CPU times."""
+        cpu = summarize(self.cpu)
+        return {**summarize(self.wall), "cpu_median_ms": cpu["median_ms"], "cpu_p95_ms": cpu["p95_ms"]}
 
 
 # --- the database under test -------------------------------------------------------------
@@ -174,16 +191,15 @@ def _sequence_variables(n: int) -> dict:
 
 def engine_timings(bench: Bench, instances: int) -> dict:
     """start_instance and complete_task of `instances` 10-task instances, each call its own transaction."""
-    starts: list[float] = []
-    completes: list[float] = []
+    starts, completes = Samples(), Samples()
     for n in range(instances):
-        with stopwatch(starts):
+        with starts.measure():
             instance_id = _start(bench, SEQUENCE_KEY, _sequence_variables(n))
         task_id = _open_task_ids(bench, instance_id)[0]
         while task_id is not None:
-            with stopwatch(completes):
+            with completes.measure():
                 task_id = _complete(bench, task_id)
-    return {"start_instance": summarize(starts), "complete_task": summarize(completes)}
+    return {"start_instance": starts.summary(), "complete_task": completes.summary()}
 
 
 def _run_to_end(ctx: Context, n: int) -> None:
@@ -259,15 +275,14 @@ class HttpClient:
 
 def http_timings(client: HttpClient, instances: int) -> dict:
     """POST /process-instances and POST /tasks/{id}/complete of `instances` 10-task instances."""
-    starts: list[float] = []
-    completes: list[float] = []
+    starts, completes = Samples(), Samples()
     for n in range(instances):
-        with stopwatch(starts):
+        with starts.measure():
             task_id = client.start(n)
         while task_id is not None:
-            with stopwatch(completes):
+            with completes.measure():
                 task_id = client.complete(task_id)
-    return {"start_instance": summarize(starts), "complete_task": summarize(completes)}
+    return {"start_instance": starts.summary(), "complete_task": completes.summary()}
 
 
 # --- bare SpiffWorkflow -------------------------------------------------------------------
@@ -310,27 +325,27 @@ def bare_timings(instances: int) -> dict:
     }
     result = {}
     for name, (load, dump) in variants.items():
-        steps: list[float] = []
+        steps = Samples()
         sizes: list[int] = []
         for _ in range(instances):
             workflow = BpmnWorkflow(spec, subprocess_specs)
             workflow.do_engine_steps()
             state = dump(workflow)
             for _step in range(10):
-                with stopwatch(steps):
+                with steps.measure():
                     state = _bare_step(state, load, dump)
                 sizes.append(len(state.encode()))
-        result[name] = {"step": summarize(steps), "state_bytes": int(statistics.median(sizes))}
+        result[name] = {"step": steps.summary(), "state_bytes": int(statistics.median(sizes))}
     return result
 
 
 def _bare_steps(workflow: BpmnWorkflow, load, dump, samples: int, data: dict) -> dict:
     state = dump(workflow)
-    steps: list[float] = []
+    steps = Samples()
     for _ in range(samples):
-        with stopwatch(steps):
+        with steps.measure():
             state = _bare_step(state, load, dump, data)
-    return {"step": summarize(steps), "state_bytes": len(state.encode())}
+    return {"step": steps.summary(), "state_bytes": len(state.encode())}
 
 
 def bare_multi_instance(items: int, samples: int) -> dict:
@@ -394,11 +409,16 @@ PHASE_ORDER = (
 NESTED_IN_CALLER = {"step"}
 
 
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
 class PhaseClock:
-    """Exclusive seconds per phase, from timing wrappers around engine functions."""
+    """Exclusive wall and CPU seconds per phase, from timing wrappers around engine functions."""
 
     def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu_seconds: dict[str, float] = defaultdict(float)
         self._stack: list[list] = []
 
     def wrap(self, label: str, func):
@@ -406,19 +426,24 @@ class PhaseClock:
         def timed(*args, **kwargs):
             if label in NESTED_IN_CALLER and self._stack:
                 return func(*args, **kwargs)
-            frame = [label, 0.0]  # the phase, and time spent in phases it called
+            frame = [0.0, 0.0]  # wall and CPU time spent in the phases it called
             self._stack.append(frame)
-            start = time.perf_counter()
+            wall, cpu = _now()
             try:
                 return func(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - start
+                wall_end, cpu_end = _now()
                 self._stack.pop()
-                self.seconds[label] += elapsed - frame[1]
-                if self._stack:
-                    self._stack[-1][1] += elapsed
+                self._add(label, wall_end - wall, cpu_end - cpu, frame)
 
         return timed
+
+    def _add(self, label: str, wall: float, cpu: float, nested: list) -> None:
+        self.seconds[label] += wall - nested[0]
+        self.cpu_seconds[label] += cpu - nested[1]
+        if self._stack:
+            self._stack[-1][0] += wall
+            self._stack[-1][1] += cpu
 
 
 @contextmanager
@@ -458,19 +483,25 @@ def sql_statements(db: Engine):
         event.remove(db, "after_cursor_execute", after)
 
 
-def phase_breakdown(bench: Bench, completes: Callable[[], list[float]]) -> dict:
+def _per_complete(seconds: dict[str, float], total_ms: float, count: int) -> dict:
+    phases = {p: round(seconds[p] * 1000 / count, 3) for p in PHASE_ORDER}
+    phases["other"] = round(total_ms - sum(phases.values()), 3)
+    return phases
+
+
+def phase_breakdown(bench: Bench, completes: Callable[[], Samples]) -> dict:
     """Mean ms per phase of the engine complete-tasks that `completes` runs (it returns their timings)."""
     clock = PhaseClock()
     with instrumented(clock), sql_statements(bench.db) as sql:
         totals = completes()
-    count = len(totals)
-    phases = {p: round(clock.seconds[p] * 1000 / count, 3) for p in PHASE_ORDER}
-    total = statistics.fmean(totals)
-    phases["other"] = round(total - sum(phases.values()), 3)
+    count = len(totals.wall)
+    total, total_cpu = statistics.fmean(totals.wall), statistics.fmean(totals.cpu)
     return {
         "completes": count,
         "total_mean_ms": round(total, 3),
-        "phases_mean_ms": phases,
+        "phases_mean_ms": _per_complete(clock.seconds, total, count),
+        "cpu_total_mean_ms": round(total_cpu, 3),
+        "phases_cpu_mean_ms": _per_complete(clock.cpu_seconds, total_cpu, count),
         "sql_statements_per_complete": round(sql["count"] / count, 2),
         "sql_driver_mean_ms": round(sql["seconds"] * 1000 / count, 3),
     }
@@ -483,11 +514,11 @@ def complete_task_breakdown(bench: Bench, instances: int) -> dict:
         for n in range(instances)
     ]
 
-    def completes() -> list[float]:
-        timings: list[float] = []
+    def completes() -> Samples:
+        timings = Samples()
         for task_id in first_tasks:
             while task_id is not None:
-                with stopwatch(timings):
+                with timings.measure():
                     task_id = _complete(bench, task_id)
         return timings
 
@@ -508,27 +539,27 @@ class MultiInstanceCase:
     def __init__(self, bench: Bench, items: int):
         self.bench = bench
         self.items = items
-        started: list[float] = []
-        with stopwatch(started):
+        started = Samples()
+        with started.measure():
             variables = {"title": "多实例基准", "items": [f"企业{n:04d}" for n in range(items)]}
             self.instance_id = _start(bench, MULTI_KEY, variables)
-        self.start_ms = started[0]
+        self.start_ms = started.wall[0]
         self._open = _open_task_ids(bench, self.instance_id)
 
-    def complete_some(self, count: int) -> list[float]:
+    def complete_some(self, count: int) -> Samples:
         """Complete `count` of the open item tasks, each in its own transaction; their timings."""
-        timings: list[float] = []
+        timings = Samples()
         for _ in range(count):
             task_id = self._open.pop(0)
-            with stopwatch(timings):
+            with timings.measure():
                 _complete(self.bench, task_id)
         return timings
 
-    def figures(self, timings: list[float]) -> dict:
+    def figures(self, timings: Samples) -> dict:
         return {
             "items": self.items,
             "start_instance_ms": round(self.start_ms, 3),
-            "complete_task": summarize(timings),
+            "complete_task": timings.summary(),
             "state_bytes": _state_bytes(self.bench, self.instance_id),
         }
 
@@ -541,11 +572,11 @@ class LongHistoryCase:
         self.instance_id = _start(bench, LOOP_KEY, {"title": "长历史基准"})
         self._task_id = _open_task_ids(bench, self.instance_id)[0]
         self.completed = 0
-        build: list[float] = []
+        build = Samples()
         for _ in range(completed):
-            with stopwatch(build):
+            with build.measure():
                 self._loop_back()
-        self.build_ms = sum(build)
+        self.build_ms = sum(build.wall)
 
     def _loop_back(self) -> None:
         if self._task_id is None:
@@ -553,19 +584,19 @@ class LongHistoryCase:
         self._task_id = _complete(self.bench, self._task_id, RETURN)
         self.completed += 1
 
-    def complete_some(self, count: int) -> list[float]:
+    def complete_some(self, count: int) -> Samples:
         """Loop back `count` more times, each in its own transaction; their timings."""
-        timings: list[float] = []
+        timings = Samples()
         for _ in range(count):
-            with stopwatch(timings):
+            with timings.measure():
                 self._loop_back()
         return timings
 
-    def figures(self, timings: list[float]) -> dict:
+    def figures(self, timings: Samples) -> dict:
         return {
-            "completed_before": self.completed - len(timings),
+            "completed_before": self.completed - len(timings.wall),
             "build_total_ms": round(self.build_ms, 1),
-            "complete_task": summarize(timings),
+            "complete_task": timings.summary(),
             "state_bytes": _state_bytes(self.bench, self.instance_id),
         }
 

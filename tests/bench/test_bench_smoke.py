@@ -10,7 +10,7 @@ from bench import engine_overhead as eo
 from bench import run
 from engine import runtime, store
 
-TIMINGS = ("n", "median_ms", "p95_ms", "mean_ms", "min_ms", "max_ms")
+TIMINGS = ("n", "median_ms", "p95_ms", "mean_ms", "min_ms", "max_ms", "cpu_median_ms", "cpu_p95_ms")
 OPERATIONS = [
     (kind, state, operation)
     for kind in ("engine", "http")
@@ -63,7 +63,8 @@ def test_quick_run_reports_every_figure(database_url, tmp_path, capsys):
     for breakdown in breakdowns:
         for phase in PHASES:
             assert _positive(breakdown["phases_mean_ms"][phase]), phase
-        assert _positive(breakdown["total_mean_ms"])
+            assert breakdown["phases_cpu_mean_ms"][phase] >= 0, phase
+        assert _positive(breakdown["total_mean_ms"]) and _positive(breakdown["cpu_total_mean_ms"])
         assert _positive(breakdown["sql_statements_per_complete"])
         assert _positive(breakdown["sql_driver_mean_ms"])
     assert results["breakdown"]["completes"] == 10 * run.QUICK.breakdown_instances
