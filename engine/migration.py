@@ -200,9 +200,11 @@ def _move_workflow(workflow, top_diff, subprocess_diffs, new_spec, new_subproces
         for task in _reset_tasks(workflow)
     }
     migrate_workflow(top_diff, workflow, new_spec)
+    _repredict_successors(workflow)
     for sp_id, diff in subprocess_diffs.items():
         subworkflow = workflow.subprocesses[sp_id]
         migrate_workflow(diff, subworkflow, new_subprocess_specs[subworkflow.spec.name])
+        _repredict_successors(subworkflow)
     workflow.subprocess_specs = new_subprocess_specs
     restarted = []
     for task_id, (data, internal, event) in kept.items():
@@ -216,6 +218,20 @@ def _move_workflow(workflow, top_diff, subprocess_diffs, new_spec, new_subproces
         else:
             restarted.append(task.task_spec.bpmn_id)
     return restarted
+
+
+def _repredict_successors(workflow) -> None:
+    """migrate_workflow re-predicts below READY and WAITING tasks only; a running sub-process
+    (STARTED) still holds the old version's successors. Demote those not yet reached to
+    predicted and predict again, so the new outputs replace them (SpiffWorkflow internals:
+    there is no public call for this)."""
+    for task in workflow.get_tasks(state=TaskState.STARTED, skip_subprocesses=True):
+        if [child.task_spec for child in task.children] == list(task.task_spec.outputs):
+            continue
+        for child in task.children:
+            if child.has_state(TaskState.FUTURE):
+                child._set_state(TaskState.LIKELY)
+        task.task_spec._predict(task, mask=TaskState.STARTED | TaskState.FUTURE | TaskState.PREDICTED_MASK)
 
 
 def _unresolved_tasks(workflow) -> list:

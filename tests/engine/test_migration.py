@@ -317,3 +317,42 @@ def test_a_waiting_objection_moves_onto_a_version_with_a_review_step(ctx):
     )
     step = open_task(ctx, instance.id)
     assert (step.element_id, step.candidate_groups) == ("chief_review", ["section_chiefs"])
+
+
+SUBPROCESS_FLOW = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+                  xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d_sub" targetNamespace="t">
+  <bpmn:process id="nested_review" name="嵌套审核" isExecutable="true">
+    <bpmn:startEvent id="start" />
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="inner" />
+    <bpmn:subProcess id="inner" name="内部审核">
+      <bpmn:startEvent id="inner_start" />
+      <bpmn:sequenceFlow id="i1" sourceRef="inner_start" targetRef="inner_task" />
+      <bpmn:userTask id="inner_task" name="内部办理" camunda:candidateGroups="office" camunda:formRef="simple_confirm" />
+      <bpmn:sequenceFlow id="i2" sourceRef="inner_task" targetRef="inner_end" />
+      <bpmn:endEvent id="inner_end" />
+    </bpmn:subProcess>
+    <bpmn:sequenceFlow id="f2" sourceRef="inner" targetRef="end" />
+    <bpmn:endEvent id="end" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_an_instance_waiting_inside_a_sub_process_moves_and_takes_the_step_added_after_it(ctx):
+    deploy(ctx, SUBPROCESS_FLOW, key="nested_review", note="v1")
+    instance = start(ctx, "nested_review")
+    assert open_task(ctx, instance.id).element_id == "inner_task"
+    v2 = SUBPROCESS_FLOW.replace(
+        '<bpmn:sequenceFlow id="f2" sourceRef="inner" targetRef="end" />',
+        '<bpmn:sequenceFlow id="f2" sourceRef="inner" targetRef="after" />\n'
+        '    <bpmn:userTask id="after" name="复核" camunda:candidateGroups="legal" camunda:formRef="simple_confirm" />\n'
+        '    <bpmn:sequenceFlow id="f3" sourceRef="after" targetRef="end" />',
+    )
+    deploy(ctx, v2, key="nested_review", note="v2")
+    (plan,) = migration.plan_migration(ctx, "nested_review", 1).instances
+    assert plan.can_move, plan.reasons
+    assert ("inner_task", "user_task") in [(a.element_id, a.type) for a in plan.active]
+    migration.migrate_instance(ctx, "nested_review", instance.id)
+    complete(ctx, REGISTRAR, instance.id, {})
+    assert open_task(ctx, instance.id).element_id == "after"
