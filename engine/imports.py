@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 BPMN_NS = definitions.BPMN_NS
 CAMUNDA_NS = definitions.CAMUNDA_NS
-BPMNDI_NS = "http://www.omg.org/spec/BPMN/20100524/DI"
 KINDS = {".bpmn": "bpmn", ".xml": "bpmn", ".dmn": "dmn", ".form": "form", ".json": "form"}
 
 # Flow elements that are not nodes SpiffWorkflow parses, but that a diagram may hold.
@@ -54,7 +53,6 @@ _ACTIVITIES = {
     "adHocSubProcess",
     "callActivity",
 }
-_SUB_PROCESSES = {"subProcess", "transaction", "adHocSubProcess"}
 _UNSUPPORTED_DEFINITIONS = {
     "conditionalEventDefinition": "条件事件不受本平台支持：没有机制在数据变化时重新评估它的条件",
     "compensateEventDefinition": "补偿事件不受本平台支持",
@@ -424,7 +422,7 @@ def _analyze_bpmn(session, name: str, raw: bytes, root) -> ImportReport:
     items = _BpmnChecks(session, root).run()
     processes = _bpmn(root, "process")
     executable = [p.get("id") for p in processes if p.get("isExecutable", "true") == "true"]
-    has_diagram = root.find(f"{{{BPMNDI_NS}}}BPMNDiagram") is not None
+    has_diagram = root.find(f"{{{studio.BPMNDI_NS}}}BPMNDiagram") is not None
     if not has_diagram:
         items.append(
             ReportItem(

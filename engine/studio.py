@@ -25,7 +25,6 @@ from .models import Deployment, DeploymentFile, ProcessDefinition, ProcessInstan
 from .runtime import Context
 
 DRAFT_KINDS = ("bpmn", "form", "dmn")
-DRAFT_SUFFIX = {"bpmn": ".bpmn", "form": ".form", "dmn": ".dmn"}
 # Process ids and form ids become file names and URL parts: keep them plain.
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 BPMN_NS = definitions.BPMN_NS
