@@ -17,8 +17,15 @@ class Settings:
     database_url: str = "sqlite:///instance/chengxin.db"
     instance_dir: Path = Path("instance")
     secret_key: str = "dev-only-secret-change-me"
-    # Variables whose value is an instance's own deadline (the overdue flag on lists).
-    deadline_variables: tuple[str, ...] = ("reply_deadline", "objection_deadline", "decision_deadline")
+    # Variables holding an instance's own deadline (the overdue flag on lists), each with the
+    # variable whose presence means the deadline was met (e.g. the reply was sent), or None.
+    deadline_variables: dict[str, str | None] = field(
+        default_factory=lambda: {
+            "reply_deadline": "sent_date",
+            "objection_deadline": None,
+            "decision_deadline": None,
+        }
+    )
     sla_warning_workdays: int = 1
     office_end: str = "17:30"
     timezone: str = "Asia/Shanghai"

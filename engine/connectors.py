@@ -5,10 +5,13 @@ They run inside the instance's transaction; anything leaving the system goes to 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from .errors import ValidationFailed
+from .forms import ATTACHMENT_ID_RE
 from .models import Group, Notification, OutboxMessage, User, UserGroup
 
 if TYPE_CHECKING:
@@ -111,6 +114,17 @@ def script_helpers(ctx: Context, instance: ProcessInstance) -> dict:
     def credit_repair(record_id, reason):
         credit.repair(session, int(record_id), actor=actor, instance_id=instance.id, reason=reason)
 
+    def reject(field, message):
+        """Refuse the submission with a message shown next to `field` (HTTP 422, nothing saved)."""
+        raise ValidationFailed({str(field): [str(message)]})
+
+    def today():
+        """Today's date in the bureau's time zone, as 'YYYY-MM-DD' (how forms store dates)."""
+        return datetime.now(calendar.tz).date().isoformat()
+
+    def is_attachment_id(value):
+        return isinstance(value, str) and ATTACHMENT_ID_RE.fullmatch(value) is not None
+
     def platform_sync(record_id):
         credit.queue_platform_sync(session, int(record_id), instance_id=instance.id)
 
@@ -128,4 +142,7 @@ def script_helpers(ctx: Context, instance: ProcessInstance) -> dict:
         "credit_apply_outcome": credit_apply_outcome,
         "credit_repair": credit_repair,
         "platform_sync": platform_sync,
+        "reject": reject,
+        "is_attachment_id": is_attachment_id,
+        "today": today,
     }

@@ -761,13 +761,20 @@ def apply_outcome(
     return _change(
         session,
         record,
-        OUTCOMES[outcome],
+        _outcome_status(record, outcome),
         actor=actor,
         instance_id=instance_id,
         reason=reason,
         action=outcome,
         changes=changes,
     )
+
+
+def _outcome_status(record: CreditRecord, outcome: str) -> str:
+    # Maintaining keeps what the record was before the objection: a corrected record stays corrected.
+    if outcome == "maintain" and record.correction:
+        return "corrected"
+    return OUTCOMES[outcome]
 
 
 def _apply_corrections(

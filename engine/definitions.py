@@ -404,12 +404,27 @@ def _element_summary(session: Session, entry: BundleFile, process, forms, errors
             item.update(_camunda_extensions(node))
         if kind == "userTask":
             _lint_user_task(entry, node, item, lanes, group_names, forms, errors)
+            listeners = _complete_listeners(node)
+            for script in listeners:
+                _check_code(errors, entry, node, script, scripting.check_script, "任务监听脚本无效")
+            if listeners:
+                item["on_complete"] = listeners
         if kind == "startEvent" and item.get("form_ref") and item["form_ref"] not in forms:
             errors.append(
                 _error(entry.name, f"开始表单 {item['form_ref']} 不存在", _source_line(node), node.get("id"))
             )
         elements[node.get("id")] = item
     return elements
+
+
+def _complete_listeners(node) -> list[str]:
+    """Inline Python of the user task's `camunda:taskListener event="complete"` scripts."""
+    scripts = []
+    for listener in node.iterfind(f"{{{BPMN_NS}}}extensionElements/{{{CAMUNDA_NS}}}taskListener"):
+        script = listener.find(f"{{{CAMUNDA_NS}}}script")
+        if listener.get("event") == "complete" and script is not None and (script.text or "").strip():
+            scripts.append(script.text)
+    return scripts
 
 
 def _lint_user_task(entry, node, item, lanes, group_names, forms, errors) -> None:

@@ -676,9 +676,16 @@ def _definition_error(form, message: str) -> dict:
 
 
 def validate_submission(
-    form: dict, data: dict, extra_allowed: set[str] | frozenset[str] = frozenset()
+    form: dict,
+    data: dict,
+    extra_allowed: set[str] | frozenset[str] = frozenset(),
+    context: Mapping | None = None,
 ) -> dict:
-    """Check `data` against `form`, return it cleaned; raises ValidationFailed, DefinitionError."""
+    """Check `data` against `form`, return it cleaned; raises ValidationFailed, DefinitionError.
+
+    `context` holds the instance's current variables, for `conditional.hide` expressions that
+    refer to values not on this form.
+    """
     schema = build_schema(form)
     if not isinstance(data, Mapping):
         raise ValidationFailed({"_schema": [NOT_OBJECT]})
@@ -690,7 +697,70 @@ def validate_submission(
         cleaned = schema.load(submitted)
     except ValidationError as error:
         raise ValidationFailed(_flatten_errors(error.messages)) from None
+    missing = _shown_but_empty(form, {**(context or {}), **cleaned})
+    if missing:
+        raise ValidationFailed({key: [REQUIRED] for key in missing})
     return {**cleaned, **passthrough}
+
+
+# --- conditional fields ---------------------------------------------------------
+# form-js hides fields with FEEL conditions. We evaluate the simple forms analysts write
+# (`=name = "value"`, `!=`, `<`…, `and`/`or`, true/false/null/number/string literals), so a
+# required field that is shown must be filled; a condition we cannot read stays unenforced.
+
+_FEEL_COMPARISON = re.compile(
+    r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(!=|<=|>=|=|<|>)\s*("(?:[^"\\]|\\.)*"|true|false|null|-?\d+(?:\.\d+)?)\s*'
+)
+_FEEL_OPERATORS = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a is not None and b is not None and a < b,
+    ">": lambda a, b: a is not None and b is not None and a > b,
+    "<=": lambda a, b: a is not None and b is not None and a <= b,
+    ">=": lambda a, b: a is not None and b is not None and a >= b,
+}
+
+
+def _feel_literal(text: str):
+    return json.loads(text)
+
+
+def feel_condition(expression: str):
+    """A predicate over variables for a simple FEEL condition, or None when it is not simple."""
+    if not isinstance(expression, str) or not expression.strip().startswith("="):
+        return None
+    alternatives = []
+    for alternative in re.split(r"\s+or\s+", expression.strip()[1:]):
+        terms = []
+        for term in re.split(r"\s+and\s+", alternative):
+            match = _FEEL_COMPARISON.fullmatch(term)
+            if match is None:
+                return None
+            name, operator, literal = match.groups()
+            terms.append((name, _FEEL_OPERATORS[operator], _feel_literal(literal)))
+        alternatives.append(terms)
+
+    def holds(variables: Mapping) -> bool:
+        return any(all(op(variables.get(name), value) for name, op, value in terms) for terms in alternatives)
+
+    return holds
+
+
+def _shown_but_empty(form: dict, variables: Mapping) -> list[str]:
+    """Required top-level fields whose hide condition is false (so shown) but left empty."""
+    missing = []
+    for component, scope in _data_components(form):
+        hide = (component.get("conditional") or {}).get("hide") if _is_conditional(component) else None
+        key = component.get("key")
+        if scope.prefix or not hide or not key or not _validate_rules(component).get("required"):
+            continue
+        hidden = feel_condition(hide)
+        if hidden is not None and not hidden(variables):
+            holds_list = _kind(component) in ("checklist", "taglist", "filepicker", "dynamiclist")
+            value = variables.get(key)
+            if _is_blank(value, holds_list) or (_kind(component) == "checkbox" and value is not True):
+                missing.append(key)
+    return missing
 
 
 def _check_size(data: Mapping) -> None:

@@ -155,7 +155,11 @@ def _as_deadline(ctx: Context, value) -> datetime | None:
 
 
 def _instance_deadline(ctx: Context, variables: dict) -> datetime | None:
-    deadlines = [_as_deadline(ctx, variables.get(name)) for name in ctx.settings.deadline_variables]
+    deadlines = [
+        _as_deadline(ctx, variables.get(name))
+        for name, met_by in ctx.settings.deadline_variables.items()
+        if not (met_by and variables.get(met_by))
+    ]
     deadlines = [d for d in deadlines if d is not None]
     return min(deadlines) if deadlines else None
 
@@ -688,16 +692,20 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     """
     task, instance = _lock_task(ctx, task_id)
     _check_can_complete(ctx, task)
+    loaded = _load(ctx, instance)
+    spiff = _spiff_task(loaded, task)
     form = task_form(ctx, task)
-    cleaned = forms.validate_submission(form, data or {}) if form else _plain_data(data)
+    if form:
+        cleaned = forms.validate_submission(form, data or {}, context=spiff.data)
+    else:
+        cleaned = _plain_data(data)
     cleaned = confidential.strip_for(ctx.actor, instance.definition, cleaned)
     comment = (comment or cleaned.get("opinion") or "").strip() or None
     if task.owner:
         return _resolve_delegation(ctx, task, instance, cleaned, comment)
     task.assignee = ctx.actor.username
-    loaded = _load(ctx, instance)
-    spiff = _spiff_task(loaded, task)
     spiff.data.update(cleaned)
+    _run_complete_listeners(loaded, spiff, _element(instance.definition, task.element_id))
     _run(spiff.run)
     _step(loaded)
     task.status = "completed"
@@ -708,6 +716,12 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     _task_event(ctx, task, "completed", comment, {"fields": sorted(cleaned)})
     _save(ctx, loaded)
     return Completion(task, instance, _next_tasks_for(ctx, instance))
+
+
+def _run_complete_listeners(loaded: Loaded, spiff, meta: dict) -> None:
+    """Camunda `taskListener event="complete"` scripts: checks (reject()) and derived values."""
+    for script in meta.get("on_complete", []):
+        _run(loaded.workflow.script_engine.execute, spiff, script)
 
 
 def _plain_data(data) -> dict:

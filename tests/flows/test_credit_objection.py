@@ -207,12 +207,6 @@ def test_deputy_refusal_sends_it_back_to_verification(flows):
     assert flows.record(record["id"])["status"] == "revoked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: engine.credit.apply_outcome maps 'maintain' to 'published' whatever the status before "
-    "the objection, so a corrected record objected to again and maintained ends 'published' while it "
-    "still carries its correction; it should go back to 'corrected'",
-)
 def test_maintaining_a_corrected_record_keeps_it_corrected(flows):
     record = flows.pick_record("corrected")
     iid = register(flows, record["id"])
@@ -248,12 +242,6 @@ def test_objecting_to_an_unknown_record_is_refused(flows):
     assert flows.api.get(f"{INSTANCES}?process_key={PROCESS}", user="director").json["total"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a 'correct' proposal with no corrected field passes 核查 and 法制审核 and only fails "
-    "at 分管领导审批 (apply_outcome: 422 {'corrections': ['更正时请填写需要更正的内容']}), a field the "
-    "deputy's form does not have; 核查 should refuse it",
-)
 def test_a_correction_without_corrected_fields_is_refused_at_verification(flows):
     record = flows.pick_record("published", "general")
     iid = register(flows, record["id"])

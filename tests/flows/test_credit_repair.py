@@ -212,12 +212,6 @@ def test_supplemented_materials_come_back_to_review(flows):
     assert_repaired(flows, iid, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the materials_supplemented payload is not validated; merge_supplement does "
-    "list(payload['attachments']), so a string is split into characters (['proof_0001', 'a', 'b', 'c']) "
-    "and ids that are not attachment ids ('../x', objects) are stored; should be 422 and nothing changed",
-)
 @pytest.mark.parametrize("payload", [{"attachments": "abc"}, {"attachments": ["../../etc/passwd"]}])
 def test_malformed_supplement_is_refused(flows, payload):
     before = flows.pick_record("published", "general", match=repairable)

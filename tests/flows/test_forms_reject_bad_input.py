@@ -257,13 +257,6 @@ def test_task_form_refuses_bad_input_and_changes_nothing(flows, request, process
     assert done.status_code == 200, done.json
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: conditionally shown required fields are not checked on the server (engine.forms skips "
-    "`required` under a `conditional`), so 处理决定 with credit_record=true and no credit_severity fails "
-    "in the create_credit_record script: 422 script_error 'NameError: name credit_severity is not defined' "
-    "instead of 422 validation {'credit_severity': ['此项为必填项']}",
-)
 def test_decision_with_credit_record_requires_the_severity(flows):
     iid = _instance_at(flows, "complaint_rectification", "decision")
     task = flows.open_task(iid, "decision")
@@ -274,12 +267,6 @@ def test_decision_with_credit_record_requires_the_severity(flows):
     assert REQUIRED in response.json["errors"]["credit_severity"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: 处理决定 with credit_record=true and a decision_date after today is refused by the "
-    "archive (422 validation) under the archive's key 'decided_at', not the form's 'decision_date', "
-    "so the form cannot show the message at the field",
-)
 def test_decision_date_in_the_future_is_refused_at_its_field(flows):
     iid = _instance_at(flows, "complaint_rectification", "decision")
     task = flows.open_task(iid, "decision")

@@ -315,12 +315,6 @@ def test_instance_is_flagged_overdue_once_the_reply_deadline_has_passed(flows):
     assert "end_overdue" in flows.instance(iid)["diagram"]["completed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the instance's due_at stays reply_deadline after 书面回复, so an instance that "
-    "replied in time and is only tracking measures (整改落实跟踪, reminders every 10 working days) "
-    "is flagged overdue on every list once reply_deadline passes",
-)
 def test_reply_sent_in_time_is_not_overdue_while_measures_are_tracked(flows):
     iid = register(flows)
     reply_until_tracking(flows, iid)
