@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .access import Actor
+from .audit import record_event
 from .errors import Conflict, NotFound, ValidationFailed
-from .models import Group, User
+from .models import Group, HumanTask, User, UserGroup
 
 _hasher = PasswordHasher()
 
@@ -142,3 +146,192 @@ def seed_demo(session: Session, password_hash: str | None = None) -> list[str]:
             )
             created.append(username)
     return created
+
+
+# --- administration (admins only: webapp/permissions.py gates the pages and the API) ---------
+
+GROUP_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
+ADMINS_GROUP = "admins"
+GENERATED_PASSWORD_BYTES = 9  # 12 URL-safe characters
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user, active first, by user name."""
+    return list(session.scalars(select(User).order_by(User.active.desc(), User.username)))
+
+
+def list_groups(session: Session) -> list[Group]:
+    """Every group by name."""
+    return list(session.scalars(select(Group).order_by(Group.name)))
+
+
+def group_members(session: Session, name: str) -> list[User]:
+    """The users of a group (active or not), by user name."""
+    return list(
+        session.scalars(
+            select(User).join(UserGroup).join(Group).where(Group.name == name).order_by(User.username)
+        )
+    )
+
+
+def _audit(session: Session, type: str, actor: Actor, **details) -> None:
+    """An administration event in the audit trail (outside any instance's chain)."""
+    record_event(session, type, user=actor.username, details=details)
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < 6:
+        raise ValidationFailed({"password": ["密码至少 6 位"]})
+
+
+def _active_admins(session: Session) -> set[str]:
+    return {u.username for u in group_members(session, ADMINS_GROUP) if u.active}
+
+
+def _keep_an_admin(session: Session, username: str) -> None:
+    """Refuse a change that would leave nobody able to administer users."""
+    if _active_admins(session) - {username}:
+        return
+    raise Conflict("不能停用或移出最后一名系统管理员")
+
+
+def create_account(
+    session: Session,
+    username: str,
+    password: str,
+    *,
+    actor: Actor,
+    display_name: str = "",
+    groups: list[str] = (),
+    email: str | None = None,
+) -> User:
+    """Create a user on an administrator's behalf, audited. Raises ValidationFailed, Conflict."""
+    user = create_user(
+        session, username, password, display_name=display_name, groups=list(groups), email=email
+    )
+    _audit(session, "user_created", actor, username=username, groups=sorted(groups))
+    return user
+
+
+def disable_user(session: Session, username: str, *, actor: Actor) -> list[int]:
+    """Disable an account, keeping its history; its open tasks go back (audited per task).
+
+    A task the user holds returns to its candidate groups; a task delegated to them (委派)
+    returns to the person who delegated it; a task they delegated to someone else returns to
+    the groups too, since nobody would receive it back. Their sessions and tokens stop working
+    at once (both check `active`). Returns the ids of the tasks moved.
+    Raises NotFound, Conflict (themselves, or the last administrator).
+    """
+    user = get_user(session, username)
+    if username == actor.username:
+        raise Conflict("不能停用自己的账号")
+    if ADMINS_GROUP in user.group_names:
+        _keep_an_admin(session, username)
+    user.active = False
+    _audit(session, "user_disabled", actor, username=username)
+    tasks = session.scalars(
+        select(HumanTask)
+        .where(HumanTask.status == "open")
+        .where((HumanTask.assignee == username) | (HumanTask.owner == username))
+        .order_by(HumanTask.id)
+    )
+    moved = []
+    for task in tasks:
+        back_to_owner = task.assignee == username and task.owner not in (None, username)
+        target = task.owner if back_to_owner else None
+        task.assignee, task.owner = target, None
+        record_event(
+            session,
+            "task_released",
+            user=actor.username,
+            instance_id=task.instance_id,
+            element_id=task.element_id,
+            task_name=task.name,
+            task_id=task.id,
+            comment="用户已停用，任务退回" + ("委派人" if target else "候选组"),
+            details={"from": username, "to": target, "reason": "user_disabled"},
+        )
+        moved.append(task.id)
+    session.flush()
+    return moved
+
+
+def enable_user(session: Session, username: str, *, actor: Actor) -> User:
+    """Let a disabled user sign in again (their tasks stay where they went). Raises NotFound."""
+    user = get_user(session, username)
+    if not user.active:
+        user.active = True
+        _audit(session, "user_enabled", actor, username=username)
+        session.flush()
+    return user
+
+
+def reset_password(session: Session, username: str, password: str | None = None, *, actor: Actor) -> str:
+    """Set a new password (a generated one when None) and return it; every session and token
+    of the user ends (both carry a fingerprint of the hash). Raises NotFound, ValidationFailed."""
+    user = get_user(session, username)
+    password = password or secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    _audit(session, "password_reset", actor, username=username)
+    session.flush()
+    return password
+
+
+def set_groups(session: Session, username: str, groups: list[str], *, actor: Actor) -> User:
+    """Replace a user's groups. Raises NotFound, ValidationFailed (unknown group),
+    Conflict (it would leave no active administrator)."""
+    user = get_user(session, username)
+    wanted = sorted(set(groups))
+    found = {g.name: g for g in session.scalars(select(Group).where(Group.name.in_(wanted)))}
+    unknown = [g for g in wanted if g not in found]
+    if unknown:
+        raise ValidationFailed({"groups": [f"用户组不存在：{', '.join(unknown)}"]})
+    if ADMINS_GROUP in user.group_names and ADMINS_GROUP not in wanted and user.active:
+        _keep_an_admin(session, username)
+    before = user.group_names
+    user.groups = [found[g] for g in wanted]
+    _audit(session, "groups_changed", actor, username=username, before=before, after=wanted)
+    session.flush()
+    return user
+
+
+def _check_title(title: str) -> str:
+    title = (title or "").strip()
+    if not title or len(title) > 128:
+        raise ValidationFailed({"title": ["名称不能为空，最多 128 个字符"]})
+    return title
+
+
+def create_group(session: Session, name: str, title: str, *, actor: Actor) -> Group:
+    """A new group (its key is what diagrams name in candidateGroups).
+    Raises ValidationFailed, Conflict (key taken)."""
+    errors = {}
+    if not GROUP_NAME_PATTERN.match(name or ""):
+        errors["name"] = ["标识以小写字母开头，只含小写字母、数字和下划线，2–64 位"]
+    try:
+        title = _check_title(title)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise ValidationFailed(errors)
+    if session.scalar(select(Group.id).where(Group.name == name)):
+        raise Conflict(f"用户组 {name} 已存在")
+    group = Group(name=name, title=title)
+    session.add(group)
+    session.flush()
+    _audit(session, "group_created", actor, group=name, title=title)
+    return group
+
+
+def rename_group(session: Session, name: str, title: str, *, actor: Actor) -> Group:
+    """Change a group's title (its key stays: diagrams refer to it). Raises NotFound, ValidationFailed."""
+    group = session.scalar(select(Group).where(Group.name == name))
+    if group is None:
+        raise NotFound(f"用户组 {name} 不存在")
+    title = _check_title(title)
+    if title != group.title:
+        before, group.title = group.title, title
+        _audit(session, "group_renamed", actor, group=name, before=before, after=title)
+        session.flush()
+    return group

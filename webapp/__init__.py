@@ -43,11 +43,12 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         "sessions": make_session_factory(db_engine),
     }
 
-    from . import csrf, database, errors, i18n, security
+    from . import csrf, database, errors, i18n, permissions, security
     from .api import register_api
     from .pages import register_pages
 
     database.init_app(app)
+    permissions.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     csrf.init_app(app)

@@ -29,4 +29,7 @@ def register_api(app: Flask) -> None:
     from . import studio
 
     api.register_blueprint(studio.blp)
+    from . import admin
+
+    api.register_blueprint(admin.blp)
     app.extensions["chengxin"]["api"] = api

@@ -697,3 +697,70 @@ class StudioRepositoryVersion(Base):
 class StudioRepository(Base):
     path = fields.String(allow_none=True)
     not_in_repository = fields.List(fields.Nested(StudioRepositoryVersion))
+
+
+# --- user and group administration (admins) -------------------------------------------------
+
+_GROUP_KEY = validate.Regexp(
+    r"^[a-z][a-z0-9_]{1,63}$", error="标识以小写字母开头，只含小写字母、数字和下划线"
+)
+
+
+class AdminUser(Base):
+    username = fields.String(required=True)
+    display_name = fields.String()
+    email = fields.String(allow_none=True)
+    active = fields.Boolean(required=True)
+    groups = fields.List(fields.String(), required=True)
+    created_at = fields.DateTime(allow_none=True)
+    open_tasks = fields.Integer()
+
+
+class AdminUserList(Base):
+    items = fields.List(fields.Nested(AdminUser), required=True)
+
+
+class AdminUserCreate(StrictBase):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=6, max=256))
+    display_name = fields.String(load_default="", validate=validate.Length(max=128))
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=256))
+    groups = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=list)
+
+
+class AdminDisabled(Base):
+    user = fields.Nested(AdminUser, required=True)
+    released_tasks = fields.List(fields.Integer(), required=True)
+
+
+class AdminPasswordReset(StrictBase):
+    password = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=6, max=256))
+
+
+class AdminPasswordResult(Base):
+    username = fields.String(required=True)
+    # Only when the server generated it: shown once, to hand to the user.
+    password = fields.String(allow_none=True)
+
+
+class AdminUserGroups(StrictBase):
+    groups = fields.List(fields.String(validate=validate.Length(min=1, max=64)), required=True)
+
+
+class AdminGroup(Base):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    members = fields.List(fields.String(), required=True)
+
+
+class AdminGroupList(Base):
+    items = fields.List(fields.Nested(AdminGroup), required=True)
+
+
+class AdminGroupCreate(StrictBase):
+    name = fields.String(required=True, validate=_GROUP_KEY)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=128))
+
+
+class AdminGroupRename(StrictBase):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=128))

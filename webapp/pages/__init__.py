@@ -1,14 +1,15 @@
 """The staff workspace: server-rendered pages (Jinja) over `engine`, Chinese by default.
 
-One parent blueprint holds what every page shares: the login requirement, HTML error pages
-and the template context; each area is a child blueprint. Security headers: webapp/security.py.
+One parent blueprint holds what every page shares: HTML error pages and the template context;
+each area is a child blueprint. Who may open which page: webapp/permissions.py (signed-out
+visitors go to the login page). Security headers: webapp/security.py.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, render_template
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm.exc import StaleDataError
@@ -24,8 +25,6 @@ from .session import current_actor, current_page_user
 
 bp = Blueprint("pages", __name__)
 
-PUBLIC_ENDPOINTS = frozenset({"pages.auth.login", "pages.auth.language"})
-
 
 @contextmanager
 def work():
@@ -37,14 +36,6 @@ def work():
     except BaseException:
         db.rollback()
         raise
-
-
-@bp.before_request
-def _require_login():
-    if request.endpoint in PUBLIC_ENDPOINTS or current_page_user() is not None:
-        return None
-    target = request.full_path if request.method == "GET" else None
-    return redirect(url_for("pages.auth.login", next=target.rstrip("?") if target else None))
 
 
 @bp.context_processor
@@ -106,9 +97,9 @@ bp.register_error_handler(HTTPException, _http_error)
 bp.register_error_handler(StaleDataError, _stale)
 
 # The areas, each a child blueprint; imported last because they use `work` above.
-from . import auth, inbox, notices, start, tasks  # noqa: E402
+from . import admin, auth, inbox, notices, start, tasks  # noqa: E402
 
-for _area in (auth, inbox, start, tasks, notices):
+for _area in (auth, inbox, start, tasks, notices, admin):
     bp.register_blueprint(_area.bp)
 
 
