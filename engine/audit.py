@@ -6,7 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from .db import utcnow
@@ -27,6 +27,17 @@ def _content_hash(prev_hash: str, event: Event) -> str:
     }
     data = prev_hash + json.dumps(content, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _lock_chain(session: Session, instance_id: int | None) -> None:
+    """Serialize writers of one chain so two concurrent events cannot both follow the same hash.
+
+    SQLite already serializes writers (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped
+    advisory lock per chain does it (instance actions are also serialized by the version lock,
+    but urging, logins and deployments are not).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k1, :k2)"), {"k1": 8110, "k2": instance_id or 0})
 
 
 def _last_hash(session: Session, instance_id: int | None) -> str:
@@ -61,6 +72,7 @@ def record_event(
         comment=comment,
         details=details or {},
     )
+    _lock_chain(session, instance_id)
     event.prev_hash = _last_hash(session, instance_id)
     event.hash = _content_hash(event.prev_hash, event)
     session.add(event)

@@ -29,7 +29,7 @@ from .models import HumanTask, ProcessDefinition, ProcessInstance
 
 # runtime's load/save keep the projections (inbox, timers, status) in step; there is no
 # public equivalent yet, so the migration uses them directly.
-from .runtime import Context, Loaded, _load, _save
+from .runtime import Context, Loaded, load_instance, save_instance
 from .studio import VersionDiff, diff_definitions, require_studio
 
 MOVABLE = ("running", "waiting", "suspended")
@@ -252,7 +252,7 @@ def _trial(ctx: Context, instance: ProcessInstance, target: ProcessDefinition) -
         return _Trial(None, [f"流程状态为 {instance.status}，只有运行中、等待中或挂起的流程可以迁移"], [])
     if instance.definition_id == target.id:
         return _Trial(None, [f"流程已在版本 {target.version} 上"], [])
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     workflow = loaded.workflow
     active = _active_elements(workflow)
     new_spec, new_subprocess_specs = definitions.load_spec(ctx.session, target)
@@ -385,7 +385,7 @@ def migrate_instance(ctx: Context, key: str, instance_id: int, to_version: int |
     instance.definition_id = target.id
     instance.version = target.version
     instance.updated_at = utcnow()  # bumps lock_version: a concurrent action on it conflicts
-    _save(ctx, trial.loaded)
+    save_instance(ctx, trial.loaded)
     audit.record_event(
         ctx.session,
         "migrated",

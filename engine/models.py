@@ -109,6 +109,7 @@ class ProcessInstance(Base):
         Index("ix_instance_key_status_started", "process_key", "status", "started_at"),
         Index("ix_instance_status_due", "status", "due_at"),
         Index("ix_instance_started", "started_at"),
+        Index("ix_instance_ended", "ended_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -145,6 +146,7 @@ class HumanTask(Base):
         Index("ix_task_status_warn", "status", "warn_at"),
         Index("ix_task_instance_status", "instance_id", "status"),
         Index("ix_task_completed_by", "completed_by", "completed_at"),
+        Index("ix_task_status_completed", "status", "completed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -60,7 +60,8 @@ def _script_engine(ctx: Context, instance: ProcessInstance) -> ScriptEngine:
     return ScriptEngine(helpers=script_helpers(ctx, instance), time_limit=ctx.settings.script_time_limit)
 
 
-def _load(ctx: Context, instance: ProcessInstance) -> Loaded:
+def load_instance(ctx: Context, instance: ProcessInstance) -> Loaded:
+    """The instance's workflow, rebuilt from its encrypted state and its version's cached spec."""
     spec, subprocess_specs = definitions.load_spec(ctx.session, instance.definition)
     state = ctx.settings.cipher.decrypt(instance.state)
     workflow = store.load_state(state, spec, subprocess_specs, _script_engine(ctx, instance))
@@ -87,8 +88,8 @@ def _step(loaded: Loaded) -> None:
     _run(loaded.workflow.do_engine_steps)
 
 
-def _save(ctx: Context, loaded: Loaded) -> None:
-    """Serialize the state and bring the projections in line with it."""
+def save_instance(ctx: Context, loaded: Loaded) -> None:
+    """Serialize the state and bring the task, timer and status projections in line with it."""
     instance, workflow = loaded.instance, loaded.workflow
     variables = workflow_variables(workflow)
     instance.state = ctx.settings.cipher.encrypt(store.dump_state(workflow))
@@ -280,7 +281,9 @@ def _timer_element_id(task) -> str:
     definition = getattr(task.task_spec, "event_definition", None)
     if isinstance(definition, MultipleEventDefinition):
         # The gateway took over its branches' definitions, one per outgoing event, in order.
-        for branch, branch_definition in zip(task.task_spec.outputs, definition.event_definitions):
+        for branch, branch_definition in zip(
+            task.task_spec.outputs, definition.event_definitions, strict=False
+        ):
             if isinstance(branch_definition, TimerEventDefinition):
                 return branch.bpmn_id
     return task.task_spec.bpmn_id
@@ -375,7 +378,7 @@ def start_instance(
         comment=variables.get("opinion") if isinstance(variables.get("opinion"), str) else None,
         details={"process_key": definition.key, "version": definition.version},
     )
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return instance
 
 
@@ -418,7 +421,7 @@ def send_message(ctx: Context, instance_id: int, name: str, payload=None) -> Pro
     """Deliver a named message to an instance. Raises NotFound, Conflict (nothing waits for it)."""
     instance = get_instance(ctx, instance_id)
     _require_active(instance)
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     waiting = next(_waiting_message_definitions(loaded.workflow, name), None)
     if waiting is None:
         raise Conflict(f"流程当前没有等待消息 {name}")
@@ -429,7 +432,7 @@ def send_message(ctx: Context, instance_id: int, name: str, payload=None) -> Pro
     audit.record_event(
         ctx.session, "message", user=ctx.actor.username, instance_id=instance.id, details={"name": name}
     )
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return instance
 
 
@@ -449,7 +452,7 @@ def fire_timers(ctx: Context, instance_id: int, element_id: str | None = None) -
     _require_manager(ctx)
     instance = get_instance(ctx, instance_id)
     _require_active(instance)
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     timers = [
         t
         for t in _timer_tasks(loaded.workflow)
@@ -469,7 +472,7 @@ def fire_timers(ctx: Context, instance_id: int, element_id: str | None = None) -
         instance_id=instance.id,
         details={"elements": sorted({_timer_element_id(t) for t in timers}), "manual": True},
     )
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return instance
 
 
@@ -479,7 +482,7 @@ def run_due_timers(ctx: Context, instance_id: int) -> ProcessInstance:
     if instance is None:
         raise NotFound(f"流程实例 {instance_id} 不存在")
     _require_active(instance)
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     before = {str(t.id) for t in _timer_tasks(loaded.workflow)}
     _run(loaded.workflow.refresh_timers)
     _step(loaded)
@@ -493,7 +496,7 @@ def run_due_timers(ctx: Context, instance_id: int) -> ProcessInstance:
             instance_id=instance.id,
             details={"count": len(fired)},
         )
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return instance
 
 
@@ -515,12 +518,12 @@ def resume_instance(ctx: Context, instance_id: int, reason: str = "") -> Process
     instance = get_instance(ctx, instance_id)
     if instance.status != "suspended":
         raise Conflict("流程未处于挂起状态")
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     instance.status = "running"
     audit.record_event(
         ctx.session, "resumed", user=ctx.actor.username, instance_id=instance.id, comment=reason
     )
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return instance
 
 
@@ -532,14 +535,14 @@ def terminate_instance(ctx: Context, instance_id: int, reason: str) -> ProcessIn
     instance = get_instance(ctx, instance_id)
     if instance.status in FINISHED:
         raise Conflict("流程已结束")
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     _run(loaded.workflow.cancel)
     instance.status = "terminated"
     instance.ended_at = utcnow()
     audit.record_event(
         ctx.session, "terminated", user=ctx.actor.username, instance_id=instance.id, comment=reason
     )
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return instance
 
 
@@ -692,13 +695,10 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     """
     task, instance = _lock_task(ctx, task_id)
     _check_can_complete(ctx, task)
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     spiff = _spiff_task(loaded, task)
     form = task_form(ctx, task)
-    if form:
-        cleaned = forms.validate_submission(form, data or {}, context=spiff.data)
-    else:
-        cleaned = _plain_data(data)
+    cleaned = forms.validate_submission(form, data or {}, context=spiff.data) if form else _plain_data(data)
     cleaned = confidential.strip_for(ctx.actor, instance.definition, cleaned)
     comment = (comment or cleaned.get("opinion") or "").strip() or None
     if task.owner:
@@ -714,7 +714,7 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     task.draft = None
     _clear_candidates(task)
     _task_event(ctx, task, "completed", comment, {"fields": sorted(cleaned)})
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     return Completion(task, instance, _next_tasks_for(ctx, instance))
 
 
@@ -771,7 +771,7 @@ def send_back(ctx: Context, task_id: int, comment: str) -> Completion:
         raise ValidationFailed({"comment": ["退回必须填写理由"]})
     task, instance = _lock_task(ctx, task_id)
     _check_can_complete(ctx, task)
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     spiff = _spiff_task(loaded, task)
     previous = _previous_user_task(spiff)
     if previous is None:
@@ -789,7 +789,7 @@ def send_back(ctx: Context, task_id: int, comment: str) -> Completion:
     task.completed_by = ctx.actor.username
     _clear_candidates(task)
     _task_event(ctx, task, "sent_back", comment, {"to_element": previous.task_spec.bpmn_id})
-    _save(ctx, loaded)
+    save_instance(ctx, loaded)
     reopened = ctx.session.scalar(
         select(HumanTask).where(HumanTask.task_guid == str(previous.id), HumanTask.status == "open")
     )
@@ -803,7 +803,7 @@ def task_prefill(ctx: Context, task: HumanTask) -> dict:
     """The data a task's form opens with: current variables for its fields, then any draft."""
     form = task_form(ctx, task)
     instance = ctx.session.get(ProcessInstance, task.instance_id)
-    loaded = _load(ctx, instance)
+    loaded = load_instance(ctx, instance)
     from uuid import UUID
 
     spiff = loaded.workflow.get_task_from_id(UUID(task.task_guid)) if task.status == "open" else None
@@ -826,13 +826,13 @@ def _jsonable(value):
 
 def instance_variables(ctx: Context, instance: ProcessInstance) -> dict:
     """The instance's variables as this actor may see them (confidential fields masked)."""
-    variables = workflow_variables(_load(ctx, instance).workflow)
+    variables = workflow_variables(load_instance(ctx, instance).workflow)
     return _jsonable(confidential.mask_for(ctx.actor, instance.definition, variables))
 
 
 def instance_diagram(ctx: Context, instance: ProcessInstance) -> dict:
     """Element ids already passed and currently active, for colouring the diagram."""
-    workflow = _load(ctx, instance).workflow
+    workflow = load_instance(ctx, instance).workflow
     completed, active = set(), set()
     active_states = TaskState.READY | TaskState.WAITING | TaskState.STARTED
     for task in workflow.get_tasks():

@@ -19,6 +19,8 @@ TABLE_MODULES = (
     "engine.urging",
     "engine.login_throttle",
     "engine.saved_views",
+    "engine.studio",
+    "engine.imports",
 )
 
 

@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from engine import errors as engine_errors
 from engine import notifications, worklist
 from engine.runtime import Context
+from engine.users import actor_for
 
 from .. import csrf, database
 from . import assets, present
@@ -41,8 +42,14 @@ def work():
 @bp.context_processor
 def _page_context():
     user = current_page_user()
-    context = {"asset_url": assets.asset_url, "present": present, "current_user": user}
+    context = {
+        "asset_url": assets.asset_url,
+        "present": present,
+        "current_user": user,
+        "nav_roles": frozenset(),
+    }
     if user is not None:
+        context["nav_roles"] = actor_for(user).roles
         db = database.session()
         context["nav_counts"] = {
             "mine": worklist.open_task_count(db, user.username),
