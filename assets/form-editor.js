@@ -11,6 +11,7 @@ import './shared/widget.css';
 import './form-viewer.css';
 import './form-editor.css';
 
+import { FormI18nModule } from './shared/form-i18n.js';
 import { ensureHiddenInput } from './shared/hidden-input.js';
 import { mountAll, readJsonScript } from './shared/page-data.js';
 
@@ -26,7 +27,7 @@ async function mountEditor(container) {
 
   const editor = new FormEditor({ container: editorHost, exporter: EXPORTER });
   await editor.importSchema(schema);
-  const preview = new Form({ container: previewHost });
+  const preview = new Form({ container: previewHost, additionalModules: [FormI18nModule] });
 
   const htmlForm = container.closest('form');
   const input = htmlForm ? ensureHiddenInput(htmlForm, container.getAttribute('data-form-input-name') || DEFAULT_INPUT_NAME) : null;

@@ -8,6 +8,8 @@ import '@bpmn-io/form-js/dist/assets/form-js.css';
 import './shared/widget.css';
 import './form-viewer.css';
 
+import { FormI18nModule } from './shared/form-i18n.js';
+import { ServerErrorsModule } from './shared/form-server-errors.js';
 import { ensureHiddenInput } from './shared/hidden-input.js';
 import { mountAll, readJsonScript } from './shared/page-data.js';
 
@@ -21,50 +23,23 @@ async function mountForm(container) {
   const serverErrors = readJsonScript(container.getAttribute('data-form-errors')) || {};
   const readOnly = container.hasAttribute('data-form-readonly');
 
-  const form = new Form({ container, properties: { readOnly } });
+  const form = new Form({
+    container,
+    properties: { readOnly },
+    serverErrors,
+    additionalModules: [FormI18nModule, ServerErrorsModule],
+  });
   await form.importSchema(schema, data);
-  showServerErrors(form, container, serverErrors);
+  const unplaced = form.get('serverErrors').unplacedMessages();
+  if (unplaced.length) {
+    container.prepend(errorSummary(unplaced));
+  }
 
   container.chengxinForm = form;
   const htmlForm = container.closest('form');
   if (htmlForm && !readOnly) {
     wireSubmission(form, container, htmlForm);
   }
-}
-
-// Server errors are keyed by data path ("name", "group.name"); form-js keys its
-// error state by field id, so translate. Errors for no visible field go in a summary.
-function showServerErrors(form, container, serverErrors) {
-  const fieldIdsByPath = mapFieldIdsByPath(form);
-  const fieldErrors = {};
-  const unplaced = [];
-  for (const [path, messages] of Object.entries(serverErrors)) {
-    const list = Array.isArray(messages) ? messages.map(String) : [String(messages)];
-    const fieldId = fieldIdsByPath.get(path);
-    if (fieldId) {
-      fieldErrors[fieldId] = list;
-    } else {
-      unplaced.push(...list);
-    }
-  }
-  if (Object.keys(fieldErrors).length) {
-    // _setState is form-js's own way to publish errors to its fields (as validate() does).
-    form._setState({ errors: fieldErrors });
-  }
-  if (unplaced.length) {
-    container.prepend(errorSummary(unplaced));
-  }
-}
-
-function mapFieldIdsByPath(form) {
-  const pathRegistry = form.get('pathRegistry');
-  const byPath = new Map();
-  for (const field of form.get('formFieldRegistry').getAll()) {
-    if (field.key) {
-      byPath.set(pathRegistry.getValuePath(field).join('.'), field.id);
-    }
-  }
-  return byPath;
 }
 
 function errorSummary(messages) {
@@ -92,9 +67,10 @@ function wireSubmission(form, container, htmlForm) {
     }
     submitting = true;
     try {
-      const { data, errors } = form.submit();
+      // submit() shows every error, the server's standing ones included; only the form's own block.
+      const { data } = form.submit();
       const skipValidation = Boolean(event.submitter && event.submitter.hasAttribute('formnovalidate'));
-      if (Object.keys(errors).length && !skipValidation) {
+      if (!skipValidation && form.get('serverErrors').blocksSubmission(data)) {
         event.preventDefault();
         focusFirstError(container);
         return;

@@ -2,8 +2,26 @@
 strict CSP without inline scripts, log no console errors and fetch nothing off 127.0.0.1."""
 
 import json
+import threading
+from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
+
+import engine.attachments  # noqa: F401  (the workspace's tables, before create_all)
+import engine.credit  # noqa: F401
+import engine.login_throttle  # noqa: F401
+import engine.models  # noqa: F401
+import engine.urging  # noqa: F401
+import engine.worklist  # noqa: F401
+from engine.config import Settings
+from engine.db import Base, make_engine, make_session_factory, transaction
+from engine.definitions import deploy_paths
+from engine.users import seed_demo
+from webapp import create_app
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LOOPBACK = "127.0.0.1"
 
 # What the app's pages will send; the bundles must work under it.
 CSP = (
@@ -449,4 +467,269 @@ def test_form_viewer_enter_in_a_single_field_form_submits_the_page_form(watched_
     [post] = (post.form() for post in static_server.posts)
     assert post["action"] == ["complete"]
     assert json.loads(post["data"][0]) == {"reason": "材料齐全"}
+    watched_page.assert_clean()
+
+
+def settle(page):
+    """Let form-js finish mounting: its fields validate their initial values in effects after paint."""
+    page.evaluate(
+        "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(done, 100))))"
+    )
+
+
+def field_errors(page, label):
+    field = page.locator(".fjs-form-field", has=page.get_by_label(label))
+    return field.locator(".fjs-form-field-error li").all_inner_texts()
+
+
+USCC_ERROR = "统一社会信用代码校验位错误"
+
+
+def prefilled_uscc_page(static_server, prefill):
+    body = (
+        '<form method="post" action="/submit" class="form">'
+        '<div data-form-schema="schema" data-form-data="prefill" data-form-errors="errors"></div>'
+        '<button type="submit" class="btn btn-primary">提交</button></form>'
+        + json_script("schema", FORM_SCHEMA)
+        + json_script("prefill", prefill)
+        + json_script("errors", {"subject_uscc": [USCC_ERROR]})
+    )
+    return static_server.write("uscc.html", page_html("表单", ["form-viewer"], body))
+
+
+def test_form_viewer_keeps_server_errors_on_prefilled_fields_until_edited(watched_page, static_server):
+    page = watched_page.page
+    page.goto(prefilled_uscc_page(static_server, {"subject_uscc": "91411002MA00000000"}))
+    page.get_by_label("统一社会信用代码").wait_for()
+    settle(page)
+    assert field_errors(page, "统一社会信用代码") == [USCC_ERROR]
+
+    # A blocked submission (empty required field) re-validates every field: the server's word stays.
+    page.get_by_role("button", name="提交").click()
+    settle(page)
+    assert static_server.posts == []
+    assert field_errors(page, "被举报单位") != []
+    assert field_errors(page, "统一社会信用代码") == [USCC_ERROR]
+
+    page.get_by_label("被举报单位").fill("某某化工有限公司")
+    settle(page)
+    assert field_errors(page, "统一社会信用代码") == [USCC_ERROR]
+    page.get_by_label("统一社会信用代码").fill("91411002MA00000001")
+    uscc_field = page.locator(".fjs-form-field", has=page.get_by_label("统一社会信用代码"))
+    uscc_field.locator(".fjs-form-field-error").wait_for(state="detached")  # form-js debounces input
+    watched_page.screenshot("form-viewer-server-error-edited")
+    watched_page.assert_clean()
+
+
+def test_form_viewer_server_errors_alone_do_not_block_a_resubmission(watched_page, static_server):
+    page = watched_page.page
+    prefill = {"subject_name": "某某化工有限公司", "subject_uscc": "91411002MA00000000"}
+    page.goto(prefilled_uscc_page(static_server, prefill))
+    page.get_by_label("统一社会信用代码").wait_for()
+    settle(page)
+    assert field_errors(page, "统一社会信用代码") == [USCC_ERROR]
+    with page.expect_response(static_server.url("submit")):
+        page.get_by_role("button", name="提交").click()
+    [post] = static_server.posts
+    assert json.loads(post.form()["data"][0])["subject_uscc"] == "91411002MA00000000"
+    watched_page.assert_clean()
+
+
+def test_form_viewer_places_server_errors_in_dynamic_list_rows(watched_page, static_server):
+    page = watched_page.page
+    schema = {
+        "type": "default",
+        "components": [
+            {
+                "type": "dynamiclist",
+                "id": "problems",
+                "path": "problems",
+                "label": "问题",
+                "isRepeating": True,
+                "allowAddRemove": True,
+                "components": [
+                    {"type": "textfield", "id": "suggestion", "key": "suggestion", "label": "整改建议"}
+                ],
+            }
+        ],
+    }
+    errors = {
+        "problems.0.suggestion": ["请填写整改建议"],
+        "problems.1.suggestion": ["建议过短"],
+        "_schema": ["总体错误"],
+    }
+    body = (
+        '<form method="post" action="/submit"><div data-form-schema="schema" data-form-data="prefill" '
+        'data-form-errors="errors"></div><button type="submit">提交</button></form>'
+        + json_script("schema", schema)
+        + json_script("prefill", {"problems": [{"suggestion": ""}, {"suggestion": "整改"}]})
+        + json_script("errors", errors)
+    )
+    page.goto(static_server.write("list.html", page_html("表单", ["form-viewer"], body)))
+    rows = page.locator(".fjs-form-field-textfield")
+    rows.nth(1).wait_for()
+    settle(page)
+    assert [row.locator(".fjs-form-field-error li").all_inner_texts() for row in rows.all()] == [
+        ["请填写整改建议"],
+        ["建议过短"],
+    ]
+    assert page.locator(".cx-form-errors").inner_text().strip() == "总体错误"
+    watched_page.assert_clean()
+
+
+I18N_SCHEMA = {
+    "type": "default",
+    "components": [
+        {"type": "textfield", "key": "title", "label": "标题", "validate": {"required": True}},
+        {
+            "type": "textfield",
+            "key": "code",
+            "label": "编号",
+            "validate": {"minLength": 4, "pattern": "^[A-Z]+$"},
+        },
+        {
+            "type": "select",
+            "key": "channel",
+            "label": "举报渠道",
+            "values": [{"label": "来信", "value": "letter"}, {"label": "来电", "value": "phone"}],
+        },
+        {
+            "type": "datetime",
+            "key": "received",
+            "label": "收到日期",
+            "subtype": "date",
+            "dateLabel": "收到日期",
+        },
+        {
+            "type": "taglist",
+            "key": "tags",
+            "label": "标签",
+            "values": [{"label": "危化品", "value": "chem"}, {"label": "消防", "value": "fire"}],
+        },
+    ],
+}
+
+
+def i18n_page(static_server, lang):
+    body = (
+        '<form method="post" action="/submit" class="form"><div data-form-schema="schema"></div>'
+        '<button type="submit" class="btn btn-primary">提交</button></form>'
+        + json_script("schema", I18N_SCHEMA)
+    )
+    html = page_html("表单", ["form-viewer"], body).replace('<html lang="zh-CN">', f'<html lang="{lang}">')
+    return static_server.write(f"i18n-{lang}.html", html)
+
+
+def test_form_viewer_speaks_chinese_by_default(watched_page, static_server):
+    page = watched_page.page
+    page.goto(i18n_page(static_server, "zh-CN"))
+    page.get_by_label("标题").wait_for()
+
+    assert page.locator(".fjs-form-field-select .fjs-select-display").inner_text() == "请选择"
+    assert page.get_by_label("标签").get_attribute("placeholder") == "搜索"
+    date = page.get_by_label("收到日期")
+    assert date.get_attribute("placeholder") == "年/月/日"
+
+    date.click()
+    calendar = page.locator(".flatpickr-calendar.open")
+    calendar.wait_for()
+    assert calendar.locator(".flatpickr-weekday").first.inner_text().strip() == "周一"
+    months = calendar.locator(".flatpickr-monthDropdown-month").all_inner_texts()
+    assert months[0] == "一月" and months[11] == "十二月"
+    year, bar = (
+        calendar.locator(".cur-year").bounding_box(),
+        calendar.locator(".flatpickr-months").bounding_box(),
+    )
+    assert (
+        bar["x"] < year["x"] and year["x"] + year["width"] < bar["x"] + bar["width"]
+    )  # the year stays in sight
+    assert bar["y"] <= year["y"] and year["y"] + year["height"] <= bar["y"] + bar["height"]
+    watched_page.screenshot("form-viewer-zh-calendar")
+    date.press("Escape")
+
+    page.get_by_label("标签").fill("不存在的标签")
+    assert page.locator(".fjs-dropdownlist-empty").inner_text() == "无匹配项"
+
+    page.get_by_label("编号").fill("ab")
+    page.get_by_label("编号").press("Tab")  # its errors show on blur and move the button down
+    settle(page)
+    page.get_by_role("button", name="提交").click()
+    settle(page)
+    assert field_errors(page, "标题") == ["此项为必填项。"]
+    assert field_errors(page, "编号") == ["格式不正确。", "至少 4 个字符。"]
+    assert static_server.posts == []
+    watched_page.screenshot("form-viewer-zh")
+    watched_page.assert_clean()
+
+
+def test_form_viewer_keeps_english_on_english_pages(watched_page, static_server):
+    page = watched_page.page
+    page.goto(i18n_page(static_server, "en"))
+    page.get_by_label("标题").wait_for()
+
+    assert page.locator(".fjs-form-field-select .fjs-select-display").inner_text() == "Select"
+    assert page.get_by_label("标签").get_attribute("placeholder") == "Search"
+    page.get_by_label("收到日期").click()
+    assert page.locator(".flatpickr-calendar.open .flatpickr-weekday").first.inner_text().strip() == "Sun"
+    page.get_by_role("button", name="提交").click()
+    settle(page)
+    assert field_errors(page, "标题") == ["Field is required."]
+    watched_page.assert_clean()
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """The real app on 127.0.0.1 (random port), SQLite, demo users, the simple_review fixture flow."""
+    url = f"sqlite:///{tmp_path}/assets.db"
+    db_engine = make_engine(url)
+    Base.metadata.create_all(db_engine)
+    with transaction(make_session_factory(db_engine)) as session:
+        seed_demo(session)
+        files = ("simple_review.bpmn", "simple_start.form", "simple_review.form", "simple_confirm.form")
+        deploy_paths(session, [FIXTURES / name for name in files], user="analyst", note="浏览器测试")
+    db_engine.dispose()
+    app = create_app(Settings(database_url=url, instance_dir=tmp_path / "instance", secret_key="assets-test"))
+    server = make_server(LOOPBACK, 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{LOOPBACK}:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+    app.extensions["chengxin"]["engine"].dispose()
+
+
+LONG_TITLE = "关于许昌某化工有限公司仓库违规堆放易燃物的反映"
+
+
+def test_inbox_rows_read_as_cards_on_a_phone(watched_page, app_server):
+    page = watched_page.page
+    page.goto(f"{app_server}/login")
+    page.get_by_label("用户名").fill("registrar")
+    page.get_by_label("密码").fill("demo123")
+    with page.expect_navigation():
+        page.get_by_role("button", name="登录").click()
+    page.goto(f"{app_server}/start/simple_review")
+    page.get_by_label("标题").fill(LONG_TITLE)
+    with page.expect_navigation():
+        page.get_by_role("button", name="提交", exact=True).click()
+
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(f"{app_server}/inbox?tab=started")
+    subject = page.locator("tbody tr", has_text=LONG_TITLE).locator("td").first
+    line_height = float(subject.evaluate("e => parseFloat(getComputedStyle(e).lineHeight)"))
+    # The 事项 column gets the row's width, not one character's: the title fits on two lines.
+    assert subject.bounding_box()["width"] > 300
+    assert subject.bounding_box()["height"] < 4 * line_height
+    # Every other cell names its column, since the header row is not shown on a phone.
+    cells = page.locator("tbody tr", has_text=LONG_TITLE).locator("td[data-label]")
+    labels = [
+        cells.nth(i).evaluate("e => getComputedStyle(e, '::before').content") for i in range(cells.count())
+    ]
+    assert labels == ['"流程"', '"业务编号"', '"到期"', '"发起时间"', '"当前办理"']
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    watched_page.screenshot("inbox-phone")
+
+    page.set_viewport_size({"width": 1366, "height": 768})
+    assert page.locator("thead").is_visible()
+    assert subject.evaluate("e => getComputedStyle(e).display") == "table-cell"
     watched_page.assert_clean()
