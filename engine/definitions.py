@@ -160,11 +160,29 @@ def _read_xml(name: str, raw: bytes, errors: list[dict]):
     return root
 
 
+def _json_depth(value) -> int:
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        node, d = stack.pop()
+        depth = max(depth, d)
+        if depth > MAX_XML_DEPTH:
+            return depth
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, d + 1) for child in children)
+    return depth
+
+
 def _read_form(name: str, raw: bytes, errors: list[dict]) -> dict | None:
     try:
         form = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         errors.append(_error(name, f"表单不是有效的 JSON：{exc}"))
+        return None
+    except RecursionError:  # nested deeper than the JSON decoder goes
+        errors.append(_error(name, f"表单 JSON 嵌套层数超过 {MAX_XML_DEPTH} 层"))
+        return None
+    if _json_depth(form) > MAX_XML_DEPTH:  # the form linter and validators walk it recursively
+        errors.append(_error(name, f"表单 JSON 嵌套层数超过 {MAX_XML_DEPTH} 层"))
         return None
     if not isinstance(form, dict) or not isinstance(form.get("id"), str) or not form["id"]:
         errors.append(_error(name, "表单缺少 id"))

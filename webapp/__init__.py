@@ -11,11 +11,14 @@ from flask import Flask
 from engine.config import Settings
 from engine.db import make_engine, make_session_factory
 
+from .input_checks import DatabaseIdConverter
+
 
 def create_app(settings: Settings | None = None, **config) -> Flask:
     """Application factory; nothing connects to the database until a request needs it."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, instance_path=str(Path(settings.instance_dir).resolve()))
+    app.url_map.converters["int"] = DatabaseIdConverter  # before any route is added
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=20 * 1024 * 1024,
@@ -43,12 +46,13 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         "sessions": make_session_factory(db_engine),
     }
 
-    from . import csrf, database, errors, i18n, permissions, security
+    from . import csrf, database, errors, i18n, input_checks, permissions, security
     from .api import register_api
     from .pages import register_pages
 
     database.init_app(app)
     permissions.init_app(app)
+    input_checks.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     csrf.init_app(app)

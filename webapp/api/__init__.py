@@ -5,9 +5,15 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
+from . import schemas
+
 
 class ChengxinApi(Api):
     """flask-smorest Api whose error bodies follow API.md (handled by webapp.errors)."""
+
+    # Documents error answers as they are sent ({"error", "message", "errors"?}), not as
+    # flask-smorest's own {"code", "status"}: clients and the fuzz test check against it.
+    ERROR_SCHEMA = schemas.ApiError
 
     def _register_error_handlers(self):
         pass

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from ..input_checks import MAX_ID
+
+# Ids and versions fit the database's integer columns (PostgreSQL int4): a larger value is a
+# 422 here, never an overflow in the database driver.
+ID_RANGE = validate.Range(min=1, max=MAX_ID)
+
 
 class Base(Schema):
     class Meta:
@@ -61,7 +67,7 @@ class DefinitionQuery(StrictBase):
 
 
 class VersionQuery(StrictBase):
-    version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    version = fields.Integer(load_default=None, validate=ID_RANGE)
 
 
 class DefinitionList(Base):
@@ -174,7 +180,7 @@ class InstanceCreate(StrictBase):
     process_key = fields.String(required=True, validate=validate.Length(min=1, max=128))
     business_key = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
     variables = fields.Dict(keys=fields.String(), load_default=dict)
-    version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    version = fields.Integer(load_default=None, allow_none=True, validate=ID_RANGE)
 
 
 class MessageRequest(StrictBase):
@@ -193,7 +199,7 @@ class ReasonRequest(StrictBase):
 class TaskQuery(Page):
     scope = fields.String(load_default="mine", validate=validate.OneOf(["mine", "claimable", "all"]))
     process_key = fields.String(validate=validate.Length(max=128))
-    instance_id = fields.Integer(validate=validate.Range(min=1))
+    instance_id = fields.Integer(validate=ID_RANGE)
     sla = fields.String(validate=validate.OneOf(["overdue", "warning", "normal"]))
 
 
@@ -384,7 +390,7 @@ class Dashboard(Base):
 
 class MonitorInstanceQuery(Page):
     process_key = fields.String(validate=validate.Length(max=128))
-    version = fields.Integer(validate=validate.Range(min=1))
+    version = fields.Integer(validate=ID_RANGE)
     status = fields.String(validate=validate.OneOf(INSTANCE_STATUSES))
     started_by = fields.String(validate=validate.Length(max=64))
     started_from = fields.Date()
@@ -424,7 +430,7 @@ class MonitorTaskQuery(Page):
 
 
 class HeatmapQuery(StrictBase):
-    version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    version = fields.Integer(load_default=None, validate=ID_RANGE)
     started_from = fields.Date(load_default=None)
     started_to = fields.Date(load_default=None)
 
@@ -536,8 +542,8 @@ class StudioFileList(Base):
 
 
 class StudioDiffQuery(StrictBase):
-    from_version = fields.Integer(load_default=None, validate=validate.Range(min=1))
-    to_version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    from_version = fields.Integer(load_default=None, validate=ID_RANGE)
+    to_version = fields.Integer(load_default=None, validate=ID_RANGE)
 
 
 class StudioElementChange(Base):
@@ -579,8 +585,8 @@ class StudioDraftState(Base):
 
 class StudioDraftSave(StrictBase):
     content = fields.String(required=True)
-    base_revision = fields.Integer(required=True, validate=validate.Range(min=0))
-    base_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    base_revision = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_ID))
+    base_version = fields.Integer(load_default=None, allow_none=True, validate=ID_RANGE)
 
 
 class StudioValidateRequest(StrictBase):
@@ -590,7 +596,7 @@ class StudioValidateRequest(StrictBase):
 class StudioDeployRequest(StrictBase):
     note = fields.String(required=True, validate=validate.Length(max=2000))
     xml = fields.String(load_default=None, allow_none=True)
-    base_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    base_version = fields.Integer(load_default=None, allow_none=True, validate=ID_RANGE)
 
 
 class StudioCandidate(Base):
@@ -605,8 +611,8 @@ class StudioValidation(Base):
 
 
 class StudioMigrationQuery(StrictBase):
-    from_version = fields.Integer(required=True, validate=validate.Range(min=1))
-    to_version = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    from_version = fields.Integer(required=True, validate=ID_RANGE)
+    to_version = fields.Integer(load_default=None, validate=ID_RANGE)
 
 
 class StudioActiveElement(Base):
@@ -637,11 +643,11 @@ class StudioMigrationPlan(Base):
 
 class StudioMigrateRequest(StrictBase):
     instance_ids = fields.List(
-        fields.Integer(validate=validate.Range(min=1)),
+        fields.Integer(validate=ID_RANGE),
         required=True,
         validate=validate.Length(min=1, max=500),
     )
-    to_version = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    to_version = fields.Integer(load_default=None, allow_none=True, validate=ID_RANGE)
 
 
 class StudioMigrationOutcome(Base):
