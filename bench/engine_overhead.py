@@ -377,7 +377,7 @@ def bare_long_history(completed: int, samples: int) -> dict:
 # without the phases it calls (a flush inside audit counts as flush).
 PHASES = (
     ("load", runtime, "_lock_task"),  # SELECT task (+ candidates) and instance (+ definition)
-    ("setup", runtime, "_load"),  # spec cache lookup, script engine with helpers
+    ("setup", runtime, "load_instance"),  # spec cache lookup, script engine with helpers
     ("crypto", crypto.Cipher, "decrypt"),  # states are encrypted at rest
     ("crypto", crypto.Cipher, "encrypt"),
     ("deserialize", store, "load_state"),
