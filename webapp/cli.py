@@ -293,5 +293,24 @@ def verify_audit(settings: Settings):
     sys.exit(1 if broken else 0)
 
 
+@main.command("check")
+@click.pass_obj
+def check(settings: Settings):
+    """Check the whole database: instance states against tasks, timers and audit; exit 1 on problems."""
+    from engine.consistency import check_database
+
+    session = _sessions(settings)()
+    try:
+        problems = check_database(session, settings)
+    finally:
+        session.close()
+    for problem in problems:
+        click.echo(str(problem))
+    click.echo(
+        f"发现 {len(problems)} 处不一致" if problems else "数据一致：流程状态、待办任务、定时器与审计记录相符"
+    )
+    sys.exit(1 if problems else 0)
+
+
 if __name__ == "__main__":
     main()
