@@ -3,7 +3,8 @@
 The 10-task sequential process (fixtures/seq10.bpmn) is run through the engine API, through
 HTTP (Flask test client) and with bare SpiffWorkflow; one engine complete-task is broken
 down by phase; large instances (a 1,000-item multi-instance task, a 500-times loop) are
-compared with the 10-task process. Every figure is wall-clock milliseconds.
+compared with the 10-task process. Figures are milliseconds of wall clock and of this
+process's CPU time.
 """
 
 from __future__ import annotations
@@ -95,6 +96,24 @@ class Samples:
         return {**summarize(self.wall), "cpu_median_ms": cpu["median_ms"], "cpu_p95_ms": cpu["p95_ms"]}
 
 
+@dataclass
+class Operations:
+    """Samples of start-instance and of complete-task, gathered over one or more rounds."""
+
+    start: Samples = field(default_factory=Samples)
+    complete: Samples = field(default_factory=Samples)
+
+    def summary(self) -> dict:
+        return {"start_instance": self.start.summary(), "complete_task": self.complete.summary()}
+
+
+def interleaved(rounds: int, *actions: Callable[[], None]) -> None:
+    """Run the actions in turn, `rounds` times: what the host does meanwhile hits them all alike."""
+    for _ in range(rounds):
+        for action in actions:
+            action()
+
+
 # --- the database under test -------------------------------------------------------------
 
 
@@ -110,6 +129,7 @@ class Bench:
     db: Engine
     factory: sessionmaker[Session]
     settings: Settings
+    schema: str | None = None  # a PostgreSQL schema of its own (the control database)
 
     @contextmanager
     def unit(self):
@@ -118,6 +138,9 @@ class Bench:
             yield Context(session, ACTOR, self.settings)
 
     def close(self) -> None:
+        if self.schema:
+            with self.db.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE"))
         self.db.dispose()
 
 
@@ -130,22 +153,29 @@ def _register_tables() -> None:
         pass
 
 
-def _drop_everything(db: Engine) -> None:
+def _drop_everything(db: Engine, schema: str) -> None:
     if db.dialect.name == "postgresql":
         with db.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
     else:
         Base.metadata.drop_all(db)
 
 
-def open_bench(url: str, instance_dir: Path, *, reset: bool = False) -> Bench:
-    """Create the schema, seed the demo users and deploy the fixtures. Raises BenchError when
-    the database already has tables and `reset` is not set (a benchmark needs an empty one)."""
+def open_bench(url: str, instance_dir: Path, *, reset: bool = False, schema: str | None = None) -> Bench:
+    """Create the tables, seed the demo users and deploy the fixtures.
+
+    `schema` (PostgreSQL only) puts the tables in a schema of their own, dropped on close.
+    Raises BenchError when the database already has tables and `reset` is not set.
+    """
     _register_tables()
-    db = make_engine(url)
+    if schema:
+        db = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        reset = True
+    else:
+        db = make_engine(url)
     if reset:
-        _drop_everything(db)
+        _drop_everything(db, schema or "public")
     elif inspect(db).get_table_names():
         db.dispose()
         raise BenchError(f"database {db.url.render_as_string(hide_password=True)} is not empty; use --reset")
@@ -155,7 +185,17 @@ def open_bench(url: str, instance_dir: Path, *, reset: bool = False) -> Bench:
     with transaction(factory) as session:
         seed_demo(session)
         definitions.deploy(session, fixture_files(), user="analyst", note="基准测试")
-    return Bench(url, db, factory, settings)
+    return Bench(url, db, factory, settings, schema)
+
+
+def open_control(bench: Bench, instance_dir: Path) -> Bench:
+    """A second, empty database beside `bench`: a SQLite file in `instance_dir`, or a
+    PostgreSQL schema in the same database. Timed in turn with `bench`, it shows how much
+    of a difference comes from the data and not from the host."""
+    if bench.db.dialect.name == "postgresql":
+        return open_bench(bench.url, instance_dir, schema="bench_control")
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    return open_bench(f"sqlite:///{instance_dir / 'control.db'}", instance_dir, reset=True)
 
 
 def database_version(bench: Bench) -> str:
@@ -189,17 +229,23 @@ def _sequence_variables(n: int) -> dict:
     return {"title": f"基准测试事项 {n}"}
 
 
-def engine_timings(bench: Bench, instances: int) -> dict:
-    """start_instance and complete_task of `instances` 10-task instances, each call its own transaction."""
-    starts, completes = Samples(), Samples()
+def engine_round(bench: Bench, instances: int, into: Operations) -> None:
+    """Time start_instance and every complete_task of `instances` 10-task instances, each call
+    in its own transaction."""
     for n in range(instances):
-        with starts.measure():
+        with into.start.measure():
             instance_id = _start(bench, SEQUENCE_KEY, _sequence_variables(n))
         task_id = _open_task_ids(bench, instance_id)[0]
         while task_id is not None:
-            with completes.measure():
+            with into.complete.measure():
                 task_id = _complete(bench, task_id)
-    return {"start_instance": starts.summary(), "complete_task": completes.summary()}
+
+
+def engine_timings(bench: Bench, instances: int) -> dict:
+    """engine_round() in one go, summarized."""
+    operations = Operations()
+    engine_round(bench, instances, operations)
+    return operations.summary()
 
 
 def _run_to_end(ctx: Context, n: int) -> None:
@@ -273,16 +319,14 @@ class HttpClient:
         self.app.extensions["chengxin"]["engine"].dispose()
 
 
-def http_timings(client: HttpClient, instances: int) -> dict:
-    """POST /process-instances and POST /tasks/{id}/complete of `instances` 10-task instances."""
-    starts, completes = Samples(), Samples()
+def http_round(client: HttpClient, instances: int, into: Operations) -> None:
+    """Time POST /process-instances and POST /tasks/{id}/complete of `instances` 10-task instances."""
     for n in range(instances):
-        with starts.measure():
+        with into.start.measure():
             task_id = client.start(n)
         while task_id is not None:
-            with completes.measure():
+            with into.complete.measure():
                 task_id = client.complete(task_id)
-    return {"start_instance": starts.summary(), "complete_task": completes.summary()}
 
 
 # --- bare SpiffWorkflow -------------------------------------------------------------------
@@ -311,32 +355,50 @@ def _state_only(spec, subprocess_specs):
     return (lambda s: store.load_state(s, spec, subprocess_specs, PythonScriptEngine()), store.dump_state)
 
 
-def bare_timings(instances: int) -> dict:
+class BareReference:
     """The 10-task process with bare SpiffWorkflow, serialized to a JSON string after every step.
 
     `full_spec`: BpmnWorkflowSerializer(CAMUNDA_CONFIG), spec included, as a naive app would.
     `state_only`: the engine's own serializer (engine.store), spec excluded and passed in.
     """
-    spec, subprocess_specs = _bare_spec("seq10.bpmn", SEQUENCE_KEY)
-    full = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
-    variants = {
-        "full_spec": (full.deserialize_json, full.serialize_json),
-        "state_only": _state_only(spec, subprocess_specs),
-    }
-    result = {}
-    for name, (load, dump) in variants.items():
-        steps = Samples()
-        sizes: list[int] = []
-        for _ in range(instances):
-            workflow = BpmnWorkflow(spec, subprocess_specs)
-            workflow.do_engine_steps()
-            state = dump(workflow)
-            for _step in range(10):
-                with steps.measure():
-                    state = _bare_step(state, load, dump)
-                sizes.append(len(state.encode()))
-        result[name] = {"step": steps.summary(), "state_bytes": int(statistics.median(sizes))}
-    return result
+
+    def __init__(self):
+        self.spec, self.subprocess_specs = _bare_spec("seq10.bpmn", SEQUENCE_KEY)
+        full = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(CAMUNDA_CONFIG))
+        self.variants = {
+            "full_spec": (full.deserialize_json, full.serialize_json),
+            "state_only": _state_only(self.spec, self.subprocess_specs),
+        }
+        self.steps = {name: Samples() for name in self.variants}
+        self.sizes: dict[str, list[int]] = {name: [] for name in self.variants}
+
+    def round(self, instances: int) -> None:
+        """Time every step of `instances` instances, per variant."""
+        for name, (load, dump) in self.variants.items():
+            for _ in range(instances):
+                workflow = BpmnWorkflow(self.spec, self.subprocess_specs)
+                workflow.do_engine_steps()
+                state = dump(workflow)
+                for _step in range(10):
+                    with self.steps[name].measure():
+                        state = _bare_step(state, load, dump)
+                    self.sizes[name].append(len(state.encode()))
+
+    def summary(self) -> dict:
+        return {
+            name: {
+                "step": self.steps[name].summary(),
+                "state_bytes": int(statistics.median(self.sizes[name])),
+            }
+            for name in self.variants
+        }
+
+
+def bare_timings(instances: int) -> dict:
+    """BareReference rounds in one go, summarized."""
+    reference = BareReference()
+    reference.round(instances)
+    return reference.summary()
 
 
 def _bare_steps(workflow: BpmnWorkflow, load, dump, samples: int, data: dict) -> dict:

@@ -33,6 +33,8 @@ TARGETS = {
     "engine_vs_bare_full_spec": 3.0,
     "growth_engine_complete_task": 1.2,
     "growth_engine_start_instance": 1.2,
+    "growth_engine_complete_task_vs_control": 1.2,
+    "growth_engine_start_instance_vs_control": 1.2,
     "growth_http_complete_task": 1.2,
     "growth_http_start_instance": 1.2,
     "multi_instance_vs_seq10": 3.0,
@@ -51,12 +53,13 @@ class Counts:
     long_history: int  # completed loop-backs before the long-history instance is timed
     large_samples: int  # timed completes per large instance
     depth_probe: int  # loop the long-history instance up to this many completions (0: skip)
+    rounds: int  # turns in which the compared figures are timed
 
 
 # 460 + 20 timed + 5 broken-down (+ 5 profiled) loop-backs stay below the ~500 where
 # SpiffWorkflow loses the task of a 2-element loop (see LongHistoryCase.probe_depth_limit).
-FULL = Counts(50, 30, 10_000, 20, 50, 1000, 460, 20, 520)
-QUICK = Counts(3, 2, 10, 2, 3, 20, 10, 3, 0)
+FULL = Counts(50, 30, 10_000, 20, 50, 1000, 460, 20, 520, 5)
+QUICK = Counts(3, 2, 10, 2, 3, 20, 10, 3, 0, 1)
 BREAKDOWN_SAMPLES = 5  # broken-down completes per large instance
 
 
@@ -157,29 +160,52 @@ def _profiled(directory: Path, name: str, action) -> None:
     _say(f"  profile written: {directory / name}.txt")
 
 
-def measure_database(bench: eo.Bench, counts: Counts, profile: Path | None) -> dict:
-    """Every figure that needs the database, in the order the database grows."""
+def _per_round(total: int, rounds: int) -> int:
+    return max(1, round(total / rounds))
+
+
+def _warm_up(bench: eo.Bench, control: eo.Bench, http: eo.HttpClient) -> None:
+    _say("warm-up (spec cache, form schema, imports)")
+    eo.engine_timings(bench, 1)
+    eo.engine_timings(control, 1)
+    eo.http_round(http, 1, eo.Operations())
+    eo.bare_timings(1)
+    gc.collect()
+
+
+def measure_database(bench: eo.Bench, control: eo.Bench, counts: Counts, profile: Path | None) -> dict:
+    """Every figure that needs the database, in the order the database grows. Figures compared
+    with each other are timed in turns (rounds), so that a busy host slows them alike."""
+    rounds = counts.rounds
+    engine_runs = _per_round(counts.instances, rounds)
+    http_runs = _per_round(counts.http_instances, rounds)
+    bare_runs = _per_round(counts.bare_instances, rounds)
+    engine = {"empty": eo.Operations(), "after_finished": eo.Operations(), "control": eo.Operations()}
+    web = {"empty": eo.Operations(), "after_finished": eo.Operations()}
+    bare, bare_after = eo.BareReference(), eo.BareReference()
     http = eo.HttpClient(bench)
     try:
-        _say("warm-up (spec cache, form schema, imports)")
-        eo.engine_timings(bench, 1)
-        eo.http_timings(http, 1)
-        gc.collect()
-        _say(f"engine API on the empty database: {counts.instances} instances")
-        engine = {"empty": eo.engine_timings(bench, counts.instances)}
-        _say(f"HTTP on the empty database: {counts.http_instances} instances")
-        web = {"empty": eo.http_timings(http, counts.http_instances)}
+        _warm_up(bench, control, http)
+        _say(f"empty database, {rounds} rounds: engine API, HTTP, bare SpiffWorkflow")
+        eo.interleaved(
+            rounds,
+            lambda: eo.engine_round(bench, engine_runs, engine["empty"]),
+            lambda: eo.http_round(http, http_runs, web["empty"]),
+            lambda: bare.round(bare_runs),
+        )
         _say(f"filling: {counts.finished} finished instances through the engine")
         started = time.perf_counter()
         finished = eo.fill_finished(bench, counts.finished, progress=_progress)
         fill_seconds = time.perf_counter() - started
         gc.collect()
-        # The same CPU-only probe as at the start: how much the host itself got slower meanwhile.
-        drift_probe = eo.bare_timings(counts.bare_instances)["state_only"]["step"]
-        _say(f"engine API after {finished} finished instances")
-        engine["after_finished"] = eo.engine_timings(bench, counts.instances)
-        _say("HTTP after the fill")
-        web["after_finished"] = eo.http_timings(http, counts.http_instances)
+        _say(f"after {finished} finished instances, {rounds} rounds: engine, control database, HTTP, bare")
+        eo.interleaved(
+            rounds,
+            lambda: eo.engine_round(bench, engine_runs, engine["after_finished"]),
+            lambda: eo.engine_round(control, engine_runs, engine["control"]),
+            lambda: eo.http_round(http, http_runs, web["after_finished"]),
+            lambda: bare_after.round(bare_runs),
+        )
     finally:
         http.close()
     _say("complete-task breakdown by phase")
@@ -190,9 +216,10 @@ def measure_database(bench: eo.Bench, counts: Counts, profile: Path | None) -> d
     return {
         "finished_instances": finished,
         "fill_seconds": round(fill_seconds, 1),
-        "bare_state_only_step_after_fill": drift_probe,
-        "engine": engine,
-        "http": web,
+        "engine": {state: ops.summary() for state, ops in engine.items()},
+        "http": {state: ops.summary() for state, ops in web.items()},
+        "bare": bare.summary(),
+        "bare_after_fill": bare_after.summary(),
         "breakdown": breakdown,
         "large": large,
     }
@@ -246,6 +273,10 @@ def _ratios_of(results: dict, key: str) -> dict:
             values[f"growth_{kind}_{operation}"] = _ratio(
                 figures["after_finished"][operation][key], figures["empty"][operation][key]
             )
+    for operation in ("start_instance", "complete_task"):
+        values[f"growth_engine_{operation}_vs_control"] = _ratio(
+            engine["after_finished"][operation][key], engine["control"][operation][key]
+        )
     return values
 
 
@@ -256,7 +287,7 @@ def ratios(results: dict) -> dict:
     values.update({f"{name}_cpu": cpu[name] for name in TARGETS})
     # The bare step again after the fill: >1 means the host itself got slower meanwhile.
     values["host_drift_bare_step"] = _ratio(
-        results["bare_state_only_step_after_fill"]["median_ms"],
+        results["bare_after_fill"]["state_only"]["step"]["median_ms"],
         results["bare"]["state_only"]["step"]["median_ms"],
     )
     return values
@@ -277,19 +308,20 @@ def run(args) -> dict:
         "counts": asdict(counts),
         "quick": args.quick,
     }
-    _say("bare SpiffWorkflow reference")
-    eo.bare_timings(1)  # warm-up
-    results["bare"] = eo.bare_timings(counts.bare_instances)
     with _database(args.db) as (url, instance_dir):
         bench = eo.open_bench(url, instance_dir, reset=args.reset)
+        control = None
         try:
+            control = eo.open_control(bench, instance_dir / "control")
             results["database"] = {
                 "url": make_url(url).render_as_string(hide_password=True),
                 "backend": bench.db.dialect.name,
                 "version": eo.database_version(bench),
             }
-            results.update(measure_database(bench, counts, args.profile))
+            results.update(measure_database(bench, control, counts, args.profile))
         finally:
+            if control is not None:
+                control.close()
             bench.close()
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["ratios"] = ratios(results)
@@ -319,11 +351,15 @@ def _timing_table(results: dict) -> list[str]:
                 f"| {label} {operation} | {_cell(figures['empty'][operation])} "
                 f"| {_cell(figures['after_finished'][operation])} |"
             )
+    for operation in ("start_instance", "complete_task"):
+        lines.append(
+            f"| engine {operation}, control: empty database timed in turn | | {_cell(engine['control'][operation])} |"
+        )
     return lines + [
         f"| bare SpiffWorkflow step, full spec ({bare['full_spec']['state_bytes']} B) "
-        f"| {_cell(bare['full_spec']['step'])} | |",
+        f"| {_cell(bare['full_spec']['step'])} | {_cell(results['bare_after_fill']['full_spec']['step'])} |",
         f"| bare SpiffWorkflow step, state only ({bare['state_only']['state_bytes']} B) "
-        f"| {_cell(bare['state_only']['step'])} | {_cell(results['bare_state_only_step_after_fill'])} |",
+        f"| {_cell(bare['state_only']['step'])} | {_cell(results['bare_after_fill']['state_only']['step'])} |",
         f"| engine complete_task, multi-instance over {multi['items']} items ({multi['state_bytes']} B) "
         f"| | {_cell(multi['complete_task'])} |",
         f"| bare step, multi-instance over {multi['items']} items | | {_cell(multi['bare']['step'])} |",

@@ -56,7 +56,10 @@ def test_quick_run_reports_every_figure(database_url, tmp_path, capsys):
     assert results["bare"]["state_only"]["state_bytes"] < results["bare"]["full_spec"]["state_bytes"]
     assert results["finished_instances"] >= run.QUICK.finished
 
-    _assert_timings(results["bare_state_only_step_after_fill"], "bare after fill")
+    for variant in ("full_spec", "state_only"):
+        _assert_timings(results["bare_after_fill"][variant]["step"], f"bare after fill {variant}")
+    for operation in ("start_instance", "complete_task"):
+        _assert_timings(results["engine"]["control"][operation], f"control {operation}")
     breakdowns = [results["breakdown"]] + [
         results["large"][c]["breakdown"] for c in ("multi_instance", "long_history")
     ]
