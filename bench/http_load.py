@@ -291,13 +291,19 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def run_level(port: int, tokens: list[str], seconds: float, iterations: int) -> tuple[dict, Tally]:
-    """N = len(tokens) users for `seconds` or `iterations` matters each; figures and the tally."""
+def run_level(
+    port: int | list[int], tokens: list[str], seconds: float, iterations: int
+) -> tuple[dict, Tally]:
+    """N = len(tokens) users for `seconds` or `iterations` matters each; figures and the tally.
+
+    With a list of ports (several servers), user i talks to ports[i % len(ports)].
+    """
+    ports = [port] if isinstance(port, int) else port
     tally = Tally()
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=user_loop, args=(port, token, tally, deadline, iterations))
-        for token in tokens
+        threading.Thread(target=user_loop, args=(ports[i % len(ports)], token, tally, deadline, iterations))
+        for i, token in enumerate(tokens)
     ]
     began = time.perf_counter()
     for thread in threads:
@@ -387,6 +393,34 @@ def machine() -> dict:
     }
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu_s(master: int) -> float:
+    """CPU seconds of a gunicorn master's current workers."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return sum(process_cpu_s(int(pid)) for pid in children)
+
+
+def measured_level(port, tokens, seconds, iterations, master: int) -> tuple[dict, Tally]:
+    """run_level plus the CPU the server's workers and this load generator used per completed task.
+
+    The box is shared: CPU per task does not depend on what else runs, latency does.
+    """
+    server_before, client_before = workers_cpu_s(master), time.process_time()
+    figures, tally = run_level(port, tokens, seconds, iterations)
+    server_cpu = workers_cpu_s(master) - server_before
+    client_cpu = time.process_time() - client_before
+    done = max(1, len(tally.completed))
+    figures["server_cpu_ms_per_completed_task"] = round(server_cpu * 1000 / done, 1)
+    figures["loadgen_cpu_ms_per_completed_task"] = round(client_cpu * 1000 / done, 1)
+    figures["server_cpu_share"] = round(server_cpu / figures["wall_s"], 2)
+    return figures, tally
+
+
 def run_database(args, db: str, folder: Path) -> dict:
     url = database_url(db, folder)
     users = max(args.users)
@@ -400,10 +434,10 @@ def run_database(args, db: str, folder: Path) -> dict:
         tallies.append(warm_tally)
         for level in args.users:
             say(f"[http_load] {result['database']}: {level} users, {args.seconds} s")
-            result["loadavg_before"] = [round(x, 2) for x in os.getloadavg()]
-            figures, tally = run_level(port, tokens[:level], args.seconds, args.iterations)
+            loadavg = [round(x, 2) for x in os.getloadavg()]
+            figures, tally = measured_level(port, tokens[:level], args.seconds, args.iterations, process.pid)
             tallies.append(tally)
-            result["levels"].append(figures)
+            result["levels"].append({**figures, "loadavg_before": loadavg})
         if args.keep_server:
             say(f"[http_load] gunicorn master {process.pid} on port {port} for {args.keep_server} s")
             time.sleep(args.keep_server)
@@ -434,8 +468,9 @@ def targets(results: list[dict]) -> dict:
 
 def markdown(report: dict) -> str:
     lines = [
-        "| db | users | start p50 | start p95 | complete p50 | complete p95 | tasks/s | 409s | consistent |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| db | users | start p50 | start p95 | complete p50 | complete p95 | tasks/s | 409s "
+        "| server CPU ms/task | server CPU share | load avg | consistent |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for result in report["results"]:
         for level in result["levels"]:
@@ -443,7 +478,9 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {result['database']} | {level['users']} | {start['p50_ms']} | {start['p95_ms']} "
                 f"| {done['p50_ms']} | {done['p95_ms']} | {level['completed_tasks_per_s']} "
-                f"| {level['conflicts_409']} | {result['consistency']['ok']} |"
+                f"| {level['conflicts_409']} | {level['server_cpu_ms_per_completed_task']} "
+                f"| {level['server_cpu_share']} | {level['loadavg_before'][0]} "
+                f"| {result['consistency']['ok']} |"
             )
     return "\n".join(lines)
 
