@@ -1,5 +1,5 @@
 """流程设计室: the analysts' pages — versions, diff, modeler with drafts/validate/deploy, form
-editor, imports with their report, migration. Analysts and admins only.
+editor, imports with their report, migration. Analysts and admins only (webapp/permissions.py).
 
 Two blueprints: `bp` (pages.studio) renders HTML inside the workspace (its login, layout and
 error pages); `xhr` answers the editor's fetches with XML/JSON and API.md's error bodies.
@@ -15,7 +15,6 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
-from werkzeug.exceptions import Unauthorized
 
 from engine import definitions, forms, imports, migration, studio
 from engine.errors import Conflict, DefinitionError, NotFound, TooLarge, ValidationFailed
@@ -24,7 +23,6 @@ from engine.models import Group
 from .. import database
 from ..api.studio import repository_path, resolve_diff_versions
 from . import work
-from .session import current_page_user
 
 bp = Blueprint("studio", __name__, url_prefix="/studio")
 xhr = Blueprint("studio_xhr", __name__, url_prefix="/studio")
@@ -38,21 +36,6 @@ ACTIVE_LABELS = {
     "subprocess": "子流程",
     "other": "其他",
 }
-
-
-@bp.before_request
-def _analysts_only():
-    if current_page_user() is not None:  # the workspace sends anonymous visitors to the login page
-        with work() as ctx:
-            studio.require_studio(ctx.actor)
-
-
-@xhr.before_request
-def _signed_in_analysts_only():
-    if current_page_user() is None:
-        raise Unauthorized("需要登录")
-    with work() as ctx:
-        studio.require_studio(ctx.actor)
 
 
 @bp.context_processor
