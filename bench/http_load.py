@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -210,7 +210,7 @@ class Tally:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.latency = {"start_instance": [], "complete_task": []}
+        self.latency = defaultdict(list, start_instance=[], complete_task=[])
         self.statuses = Counter()
         self.started: list[int] = []
         self.completed: list[int] = []  # task ids that answered 200 to a complete
@@ -405,17 +405,46 @@ def workers_cpu_s(master: int) -> float:
     return sum(process_cpu_s(int(pid)) for pid in children)
 
 
-def measured_level(port, tokens, seconds, iterations, master: int) -> tuple[dict, Tally]:
-    """run_level plus the CPU the server's workers and this load generator used per completed task.
+def backends_cpu_s(url: str | None) -> dict[int, float]:
+    """CPU seconds per PostgreSQL backend connected to this database (same host); {} for SQLite."""
+    if not url or not url.startswith("postgresql"):
+        return {}
+    db = make_engine(url)
+    with db.connect() as conn:
+        pids = conn.scalars(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    db.dispose()
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = process_cpu_s(pid)
+        except OSError:  # gone, or PostgreSQL on another host
+            pass
+    return found
+
+
+def measured_level(
+    port, tokens, seconds, iterations, master: int, url: str | None = None
+) -> tuple[dict, Tally]:
+    """run_level plus the CPU that the server's workers, PostgreSQL's backends and this load
+    generator used per completed task.
 
     The box is shared: CPU per task does not depend on what else runs, latency does.
     """
     server_before, client_before = workers_cpu_s(master), time.process_time()
+    backends_before = backends_cpu_s(url)
     figures, tally = run_level(port, tokens, seconds, iterations)
     server_cpu = workers_cpu_s(master) - server_before
     client_cpu = time.process_time() - client_before
+    backends_after = backends_cpu_s(url)
+    database_cpu = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
     done = max(1, len(tally.completed))
     figures["server_cpu_ms_per_completed_task"] = round(server_cpu * 1000 / done, 1)
+    figures["postgresql_cpu_ms_per_completed_task"] = round(database_cpu * 1000 / done, 1)
     figures["loadgen_cpu_ms_per_completed_task"] = round(client_cpu * 1000 / done, 1)
     figures["server_cpu_share"] = round(server_cpu / figures["wall_s"], 2)
     return figures, tally
@@ -435,7 +464,9 @@ def run_database(args, db: str, folder: Path) -> dict:
         for level in args.users:
             say(f"[http_load] {result['database']}: {level} users, {args.seconds} s")
             loadavg = [round(x, 2) for x in os.getloadavg()]
-            figures, tally = measured_level(port, tokens[:level], args.seconds, args.iterations, process.pid)
+            figures, tally = measured_level(
+                port, tokens[:level], args.seconds, args.iterations, process.pid, url
+            )
             tallies.append(tally)
             result["levels"].append({**figures, "loadavg_before": loadavg})
         if args.keep_server:
@@ -469,8 +500,8 @@ def targets(results: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     lines = [
         "| db | users | start p50 | start p95 | complete p50 | complete p95 | tasks/s | 409s "
-        "| server CPU ms/task | server CPU share | load avg | consistent |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| gunicorn CPU ms/task | PostgreSQL CPU ms/task | gunicorn CPU share | load avg | consistent |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for result in report["results"]:
         for level in result["levels"]:
@@ -479,6 +510,7 @@ def markdown(report: dict) -> str:
                 f"| {result['database']} | {level['users']} | {start['p50_ms']} | {start['p95_ms']} "
                 f"| {done['p50_ms']} | {done['p95_ms']} | {level['completed_tasks_per_s']} "
                 f"| {level['conflicts_409']} | {level['server_cpu_ms_per_completed_task']} "
+                f"| {level['postgresql_cpu_ms_per_completed_task']} "
                 f"| {level['server_cpu_share']} | {level['loadavg_before'][0]} "
                 f"| {result['consistency']['ok']} |"
             )

@@ -65,24 +65,31 @@ def drive(port: int, tokens: list[str], requests: int) -> int:
     def user(token: str) -> None:
         client = http_load.Client(port, token)
         n = 0
-        while not stop.is_set():
-            http_load.one_matter(client, tally, race=(n % 5 == 4))
-            status, body, ms = client.call("GET", "/api/v1/tasks?scope=mine")
-            tally.record("inbox", status, ms, body)
-            n += 1
+        try:
+            while not stop.is_set():
+                http_load.one_matter(client, tally, race=(n % 5 == 4))
+                status, body, ms = client.call("GET", "/api/v1/tasks?scope=mine")
+                tally.record("inbox", status, ms, body)
+                n += 1
+                with tally.lock:
+                    if sum(tally.statuses.values()) >= requests:
+                        stop.set()
+        except Exception as exc:  # noqa: BLE001 - reported by drive(), not lost in a thread
             with tally.lock:
-                if sum(tally.statuses.values()) >= requests:
-                    stop.set()
-        client.close()
+                tally.errors.append(repr(exc))
+            stop.set()
+        finally:
+            client.close()
 
     threads = [threading.Thread(target=user, args=(t,)) for t in tokens]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if tally.errors:
-        raise RuntimeError(f"load errors: {tally.errors[:3]}")
-    return sum(tally.statuses.values())
+    made = sum(tally.statuses.values())
+    if tally.errors or made < requests:
+        raise RuntimeError(f"{made} of {requests} requests made; errors: {tally.errors[:3]}")
+    return made
 
 
 def web_memory(url: str, folder: Path, requests: int, warmup: int) -> dict:

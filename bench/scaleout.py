@@ -135,10 +135,15 @@ def check_timers(sessions, instance_ids: list[int]) -> dict:
 
 
 def fired_by(logs: list[Path]) -> dict:
-    """Lines per worker log that mention firing (how the work was shared)."""
-    return {
-        log.name: sum(1 for line in log.read_text().splitlines() if "timer" in line.lower()) for log in logs
-    }
+    """Per worker log: instances whose timers it fired, rounds it left for later (the sharing)."""
+    shares = {}
+    for log in logs:
+        lines = log.read_text().splitlines()
+        shares[log.name] = {
+            "fired": sum(1 for line in lines if "due timers fired" in line),
+            "retried_later": sum(1 for line in lines if "retried later" in line),
+        }
+    return shares
 
 
 def run(args, folder: Path) -> dict:

@@ -18,7 +18,7 @@ def test_load_through_gunicorn_is_consistent_and_counts_races(url, tmp_path):
     settings = http_load.prepare(url, tmp_path, 4)
     with http_load.gunicorn(settings, workers=2) as (port, process):
         tokens = [http_load.login(port, name) for name in http_load.load_usernames(4)]
-        figures, tally = http_load.measured_level(port, tokens, 6.0, 6, process.pid)
+        figures, tally = http_load.measured_level(port, tokens, 6.0, 6, process.pid, url)
     assert figures["errors"] == []
     assert figures["start_instance"]["n"] >= 4
     assert figures["complete_task"]["p95_ms"] > 0
