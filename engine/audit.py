@@ -80,6 +80,23 @@ def record_event(
     return event
 
 
+def record_task_event(
+    session: Session, task, type: str, *, user: str | None, comment=None, details=None
+) -> Event:
+    """Append one audit event about a human task (its instance, element and name)."""
+    return record_event(
+        session,
+        type,
+        user=user,
+        instance_id=task.instance_id,
+        element_id=task.element_id,
+        task_name=task.name,
+        task_id=task.id,
+        comment=comment,
+        details=details,
+    )
+
+
 def verify_chain(events: list[Event]) -> list[dict]:
     """Breaks in a chain of events (oldest first): [{event_id, problem}]."""
     breaks, prev = [], ""

@@ -139,14 +139,6 @@ def mark_copy_read(ctx: Context, task_id: int) -> None:
 
 
 def _event(ctx: Context, task: HumanTask, type: str, comment, details) -> None:
-    audit.record_event(
-        ctx.session,
-        type,
-        user=ctx.actor.username,
-        instance_id=task.instance_id,
-        element_id=task.element_id,
-        task_name=task.name,
-        task_id=task.id,
-        comment=comment,
-        details=details,
+    audit.record_task_event(
+        ctx.session, task, type, user=ctx.actor.username, comment=comment, details=details
     )

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .access import Actor
-from .audit import record_event
+from .audit import record_event, record_task_event
 from .errors import Conflict, NotFound, ValidationFailed
 from .models import Group, HumanTask, User, UserGroup
 
@@ -240,14 +240,11 @@ def disable_user(session: Session, username: str, *, actor: Actor) -> list[int]:
         back_to_owner = task.assignee == username and task.owner not in (None, username)
         target = task.owner if back_to_owner else None
         task.assignee, task.owner = target, None
-        record_event(
+        record_task_event(
             session,
+            task,
             "task_released",
             user=actor.username,
-            instance_id=task.instance_id,
-            element_id=task.element_id,
-            task_name=task.name,
-            task_id=task.id,
             comment="用户已停用，任务退回" + ("委派人" if target else "候选组"),
             details={"from": username, "to": target, "reason": "user_disabled"},
         )
