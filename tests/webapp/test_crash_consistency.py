@@ -8,6 +8,7 @@ Every child process is killed in `finally`; every wait has a deadline.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -151,8 +152,11 @@ def call(server: Server, method: str, path: str, body: dict | None = None, token
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-    except OSError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except (OSError, http.client.HTTPException, ValueError):
+            return exc.code, None
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # cut off by the kill
         return None, str(exc)
 
 
