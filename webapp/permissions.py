@@ -33,6 +33,11 @@ from flask_babel import gettext as _
 
 from engine.users import actor_for
 
+from .auth import current_user
+from .errors import error_body
+from .pages import error_page
+from .pages.session import current_page_user
+
 log = logging.getLogger(__name__)
 
 
@@ -224,19 +229,11 @@ def answers_json(endpoint: str, path: str) -> bool:
 
 
 def _caller():
-    if uses_token(request.path):
-        from .auth import current_user
-
-        return current_user()
-    from .pages.session import current_page_user
-
-    return current_page_user()
+    return current_user() if uses_token(request.path) else current_page_user()
 
 
 def _refuse(status: int, message: str):
     if answers_json(request.endpoint or "", request.path):
-        from .errors import error_body
-
         response = error_body(status, "unauthorized" if status == 401 else "forbidden", message)
         if status == 401 and uses_token(request.path):
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -244,8 +241,6 @@ def _refuse(status: int, message: str):
     if status == 401:
         target = request.full_path.rstrip("?") if request.method == "GET" else None
         return redirect(url_for("pages.auth.login", next=target))
-    from .pages import error_page
-
     return error_page(403, _("无权操作"), message)
 
 
