@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -82,6 +82,11 @@ def _conflict(_exc):
     return error_body(409, "conflict", "数据已被其他操作修改，请刷新后重试")
 
 
+def _bad_value(_exc):
+    # The driver refused a value (out of range, wrong encoding): the request's fault, not the database's.
+    return error_body(400, "bad_request", "请求中的数据超出允许范围")
+
+
 def _database_down(exc):
     log.warning("database unavailable: %s", exc.__class__.__name__)
     return error_body(503, "unavailable", "数据库暂时不可用，请稍后重试")
@@ -93,4 +98,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(StaleDataError, _conflict)
     app.register_error_handler(IntegrityError, _conflict)
     app.register_error_handler(OperationalError, _database_down)
-    app.register_error_handler(DBAPIError, _database_down)
+    app.register_error_handler(InterfaceError, _database_down)
+    app.register_error_handler(DataError, _bad_value)
