@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -142,6 +143,8 @@ class HumanTask(Base):
     __table_args__ = (
         Index("ix_task_guid", "task_guid"),
         Index("ix_task_assignee_status_due", "assignee", "status", "due_at"),
+        # The inbox's exact ORDER BY, so a page is an index range scan however long the backlog.
+        Index("ix_task_inbox_order", "assignee", "status", text("(due_at IS NULL)"), "due_at", "id"),
         Index("ix_task_status_due", "status", "due_at"),
         Index("ix_task_status_warn", "status", "warn_at"),
         Index("ix_task_instance_status", "instance_id", "status"),
