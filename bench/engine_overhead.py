@@ -514,7 +514,9 @@ def instrumented(clock: PhaseClock):
     saved = []
     try:
         for label, owner, name in PHASES:
-            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            original = (owner.__dict__ if isinstance(owner, type) else vars(owner)).get(name)
+            if original is None:
+                raise BenchError(f"{owner.__name__}.{name} no longer exists: update bench PHASES")
             saved.append((owner, name, original))
             setattr(owner, name, clock.wrap(label, original))
         yield clock

@@ -127,3 +127,11 @@ def test_phase_clock_counts_own_time_only():
     # Without the nested 50 ms, the outer phase keeps only its own few ms.
     assert 0.005 <= clock.seconds["projections"] < clock.seconds["serialize"]
     assert clock.seconds["audit"] >= 0.005 and clock.seconds["step"] == 0
+
+
+def test_a_renamed_engine_function_is_reported_by_name(monkeypatch):
+    monkeypatch.setattr(eo, "PHASES", eo.PHASES + (("step", runtime, "no_such_function"),))
+    original = runtime._sync_tasks
+    with pytest.raises(eo.BenchError, match="runtime.no_such_function"), eo.instrumented(eo.PhaseClock()):
+        pass
+    assert runtime._sync_tasks is original  # the ones already wrapped are put back
