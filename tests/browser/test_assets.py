@@ -258,8 +258,9 @@ def test_bpmn_modeler_edits_camunda_attributes_and_saves(watched_page, static_se
     static_server.write("diagram.bpmn", BPMN_V1)
     body = '<div data-bpmn-modeler data-xml-url="diagram.bpmn" data-save-url="/save"></div>'
     page.goto(static_server.write("modeler.html", page_html("建模", ["bpmn-modeler"], body)))
+    # A function, not a bare expression: Playwright compiles bare expressions with eval, which our CSP refuses.
     page.wait_for_function(
-        "window.chengxinModeler && window.chengxinModeler.get('elementRegistry').get('review')"
+        "() => window.chengxinModeler && window.chengxinModeler.get('elementRegistry').get('review')"
     )
 
     page.evaluate(
@@ -299,8 +300,9 @@ def test_bpmn_modeler_shows_refused_definition_on_the_diagram(watched_page, stat
     )
     body = '<div data-bpmn-modeler data-xml-url="diagram.bpmn" data-save-url="/save"></div>'
     page.goto(static_server.write("modeler.html", page_html("建模", ["bpmn-modeler"], body)))
+    # A function, not a bare expression: Playwright compiles bare expressions with eval, which our CSP refuses.
     page.wait_for_function(
-        "window.chengxinModeler && window.chengxinModeler.get('elementRegistry').get('review')"
+        "() => window.chengxinModeler && window.chengxinModeler.get('elementRegistry').get('review')"
     )
 
     with page.expect_response(static_server.url("save")):
