@@ -266,6 +266,12 @@ def _ratios_of(results: dict, key: str) -> dict:
         "multi_instance_vs_seq10": _ratio(large["multi_instance"]["complete_task"][key], after_reference),
         "long_history_vs_seq10": _ratio(large["long_history"]["complete_task"][key], after_reference),
     }
+    # The same comparison in the second window: the empty control database against the bare
+    # steps timed in the same rounds (a host busy during the first window skews the first).
+    for variant in ("state_only", "full_spec"):
+        values[f"engine_control_vs_bare_{variant}"] = _ratio(
+            engine["control"]["complete_task"][key], results["bare_after_fill"][variant]["step"][key]
+        )
     for case in ("multi_instance", "long_history"):
         values[f"bare_{case}_vs_bare_seq10"] = _ratio(large[case]["bare"]["step"][key], bare_reference)
     for kind, figures in (("engine", engine), ("http", web)):
