@@ -364,7 +364,7 @@ def start_instance(
             f"{prefix}{instance.started_at.astimezone(ctx.settings.tzinfo):%Y}{instance.id:06d}"
         )
     spec, subprocess_specs = definitions.load_spec(ctx.session, definition)
-    workflow = BpmnWorkflow(spec, subprocess_specs, script_engine=_script_engine(ctx, instance))
+    workflow = store.Workflow(spec, subprocess_specs, script_engine=_script_engine(ctx, instance))
     loaded = Loaded(instance, workflow)
     start = workflow.get_tasks(state=TaskState.READY)
     for task in start:
