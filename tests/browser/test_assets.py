@@ -644,8 +644,8 @@ def test_form_viewer_speaks_chinese_by_default(watched_page, static_server):
     )
     assert (
         bar["x"] < year["x"] and year["x"] + year["width"] < bar["x"] + bar["width"]
-    )  # the year stays in sight
-    assert bar["y"] <= year["y"] and year["y"] + year["height"] <= bar["y"] + bar["height"]
+    )  # the year stays in sight (2 px slack: sub-pixel rounding differs with font and load)
+    assert bar["y"] - 2 <= year["y"] and year["y"] + year["height"] <= bar["y"] + bar["height"] + 2
     watched_page.screenshot("form-viewer-zh-calendar")
     date.press("Escape")
 
