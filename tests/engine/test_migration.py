@@ -266,9 +266,6 @@ def objection_with_review(xml: str) -> str:
     return xml.replace('<bpmn:endEvent id="end"', OBJECTION_REVIEW + '<bpmn:endEvent id="end"', 1)
 
 
-@pytest.mark.skipif(
-    not (ROOT / "processes" / "credit_objection.bpmn").exists(), reason="flows not written yet"
-)
 def test_a_waiting_objection_moves_onto_a_version_with_a_review_step(ctx):
     definitions.deploy_paths(ctx.session, [ROOT / "processes", ROOT / "forms"], user="analyst", note="git")
     record = credit.create_record(
