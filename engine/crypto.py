@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import zlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from .errors import EngineError
 
 PREFIX = "fernet:"
+# Compressed before encryption: ciphertext does not compress, so the database could not shrink
+# states (JSON, ~5x smaller with zlib) and every step rewrote several TOAST chunks.
+ZPREFIX = "fernet+z:"
+COMPRESS_FROM = 256  # bytes; smaller texts are stored as they are
 
 
 class DataKeyError(EngineError):
@@ -34,13 +39,21 @@ class Cipher:
         self._fernet = MultiFernet([Fernet(k) for k in keys])
 
     def encrypt(self, text: str) -> str:
-        return PREFIX + self._fernet.encrypt(text.encode()).decode()
+        data = text.encode()
+        if len(data) < COMPRESS_FROM:
+            return PREFIX + self._fernet.encrypt(data).decode()
+        return ZPREFIX + self._fernet.encrypt(zlib.compress(data, 1)).decode()
 
     def decrypt(self, stored: str) -> str:
-        if not stored.startswith(PREFIX):
-            return stored  # written before encryption was enabled
+        if stored.startswith(ZPREFIX):
+            return zlib.decompress(self._decrypt(stored[len(ZPREFIX) :])).decode()
+        if stored.startswith(PREFIX):
+            return self._decrypt(stored[len(PREFIX) :]).decode()
+        return stored  # written before encryption was enabled
+
+    def _decrypt(self, token: str) -> bytes:
         try:
-            return self._fernet.decrypt(stored[len(PREFIX) :].encode()).decode()
+            return self._fernet.decrypt(token.encode())
         except InvalidToken as exc:
             raise DataKeyError("无法解密已存数据：数据密钥配置不正确") from exc
 

@@ -31,7 +31,7 @@ def test_state_is_encrypted_at_rest(api, session_factory):
     instance = _start(api)
     with session_factory() as s:
         state = s.scalar(select(ProcessInstance.state).where(ProcessInstance.id == instance["id"]))
-    assert state.startswith("fernet:")
+    assert state.startswith("fernet+z:")  # compressed, then encrypted
     assert PHONE not in state and "13912" not in state
 
 
