@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from .db import utcnow
-from .models import Event
+from .models import Event, ProcessInstance
 
 
 def _content_hash(prev_hash: str, event: Event) -> str:
@@ -29,22 +29,33 @@ def _content_hash(prev_hash: str, event: Event) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
-def _lock_chain(session: Session, instance_id: int | None) -> None:
-    """Serialize writers of one chain so two concurrent events cannot both follow the same hash.
-
-    SQLite already serializes writers (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped
-    advisory lock per chain does it (instance actions are also serialized by the version lock,
-    but urging, logins and deployments are not).
-    """
+def _lock_chain(session: Session) -> None:
+    """Serialize writers of the chain of events without an instance (logins, deployments), so two
+    concurrent events cannot both follow the same hash: SQLite already serializes writers
+    (BEGIN IMMEDIATE); on PostgreSQL a transaction-scoped advisory lock does it."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k1, :k2)"), {"k1": 8110, "k2": instance_id or 0})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k1, :k2)"), {"k1": 8110, "k2": 0})
 
 
-def _last_hash(session: Session, instance_id: int | None) -> str:
-    query = select(Event.hash).where(Event.instance_id == instance_id).order_by(Event.id.desc()).limit(1)
-    if instance_id is None:
-        query = select(Event.hash).where(Event.instance_id.is_(None)).order_by(Event.id.desc()).limit(1)
+def _last_global_hash(session: Session) -> str:
+    query = select(Event.hash).where(Event.instance_id.is_(None)).order_by(Event.id.desc()).limit(1)
     return session.scalar(query) or ""
+
+
+def _chain_to(session: Session, event: Event) -> None:
+    """Link the event to the head of its chain and make it the new head.
+
+    An instance keeps its head on its row: the version-checked UPDATE that moves it makes a
+    concurrent writer of the same chain fail (409) instead of forking the chain.
+    """
+    if event.instance_id is None:
+        _lock_chain(session)
+        event.prev_hash = _last_global_hash(session)
+        event.hash = _content_hash(event.prev_hash, event)
+        return
+    instance = session.get(ProcessInstance, event.instance_id)
+    event.prev_hash = instance.last_event_hash
+    event.hash = instance.last_event_hash = _content_hash(event.prev_hash, event)
 
 
 def record_event(
@@ -72,11 +83,8 @@ def record_event(
         comment=comment,
         details=details or {},
     )
-    _lock_chain(session, instance_id)
-    event.prev_hash = _last_hash(session, instance_id)
-    event.hash = _content_hash(event.prev_hash, event)
+    _chain_to(session, event)
     session.add(event)
-    session.flush()
     return event
 
 
@@ -97,8 +105,12 @@ def record_task_event(
     )
 
 
-def verify_chain(events: list[Event]) -> list[dict]:
-    """Breaks in a chain of events (oldest first): [{event_id, problem}]."""
+def verify_chain(events: list[Event], head: str | None = None) -> list[dict]:
+    """Breaks in a chain of events (oldest first): [{event_id, problem}].
+
+    `head` is the hash the chain must end with (an instance's last_event_hash): it reveals
+    events deleted from the end, which the links alone cannot.
+    """
     breaks, prev = [], ""
     for event in events:
         if event.prev_hash != prev:
@@ -106,4 +118,6 @@ def verify_chain(events: list[Event]) -> list[dict]:
         if _content_hash(event.prev_hash, event) != event.hash:
             breaks.append({"event_id": event.id, "problem": "content was altered"})
         prev = event.hash
+    if head is not None and head != prev:
+        breaks.append({"event_id": events[-1].id if events else None, "problem": "latest events are missing"})
     return breaks

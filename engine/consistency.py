@@ -76,7 +76,7 @@ def check_database(session: Session, settings: Settings) -> list[Problem]:
             problems += _instance(session, settings, instance, open_rows[instance.id], timers[instance.id])
             problems += [
                 Problem(f"审计链断裂（事件 {b['event_id']}）：{b['problem']}", instance.id)
-                for b in audit.verify_chain(events[instance.id])
+                for b in audit.verify_chain(events[instance.id], instance.last_event_hash)
             ]
         last_id = ids[-1]
         session.expunge_all()  # keep memory flat on big databases

@@ -128,6 +128,9 @@ class ProcessInstance(Base):
     state: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
     lock_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The hash of the instance's last audit event: the next event chains to it without a query,
+    # and the version-checked UPDATE that writes it serializes the chain's writers.
+    last_event_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     definition: Mapped[ProcessDefinition] = relationship(lazy="joined")
@@ -172,7 +175,8 @@ class HumanTask(Base):
     completed_at: Mapped[datetime | None] = mapped_column()
     completed_by: Mapped[str | None] = mapped_column(String(64))
     draft: Mapped[dict | None] = mapped_column(JSON)  # a delegate's answer, prefilled for the owner
-    candidates: Mapped[list[TaskCandidate]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    # Written with new tasks and deleted in bulk when a task closes; never read through here.
+    candidates: Mapped[list[TaskCandidate]] = relationship(cascade="all, delete-orphan", lazy="raise")
 
 
 class TaskCandidate(Base):

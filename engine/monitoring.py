@@ -1038,7 +1038,7 @@ def instance_overview(ctx: runtime.Context, instance_id: int, now: datetime | No
         "history": history,
         "fields": field_labels(instance.definition),
         "diagram": instance_diagram_state(ctx, instance, tasks, now),
-        "audit_breaks": audit.verify_chain(history),
+        "audit_breaks": audit.verify_chain(history, instance.last_event_hash),
     }
 
 
@@ -1060,7 +1060,7 @@ def verify_instance_audit(ctx: runtime.Context, instance_id: int) -> dict:
     require_manager(ctx.actor)
     instance = runtime.get_instance(ctx, instance_id)
     history = queries.history_of(ctx.session, instance.id)
-    breaks = audit.verify_chain(history)
+    breaks = audit.verify_chain(history, instance.last_event_hash)
     return {"instance_id": instance.id, "events": len(history), "ok": not breaks, "breaks": breaks}
 
 
@@ -1068,20 +1068,20 @@ def verify_all_chains(session: Session, batch: int = 2000):
     """Every instance's audit chain, streamed in (instance, event) order: yields
     (instance_id, events checked, breaks) per instance."""
     query = (
-        select(Event)
-        .where(Event.instance_id.is_not(None))
+        select(Event, ProcessInstance.last_event_hash)
+        .join(ProcessInstance, ProcessInstance.id == Event.instance_id)
         .order_by(Event.instance_id, Event.id)
         .execution_options(yield_per=batch)
     )
-    current, chain = None, []
-    for event in session.scalars(query):
+    current, chain, head = None, [], None
+    for event, event_head in session.execute(query):
         if event.instance_id != current:
             if chain:
-                yield current, len(chain), audit.verify_chain(chain)
-            current, chain = event.instance_id, []
+                yield current, len(chain), audit.verify_chain(chain, head)
+            current, chain, head = event.instance_id, [], event_head
         chain.append(event)
     if chain:
-        yield current, len(chain), audit.verify_chain(chain)
+        yield current, len(chain), audit.verify_chain(chain, head)
 
 
 def urge_instance(ctx: runtime.Context, instance_id: int, message: str = "") -> list:

@@ -465,3 +465,17 @@ def test_saved_views_are_per_user(history):
         history.run(NOW, "handler", saved_views.save_view, "我的", {}, None)
     history.run(NOW, "director", saved_views.delete_view, view.id)
     assert history.read("director", saved_views.list_views) == []
+
+
+def test_events_deleted_from_the_end_are_reported(history):
+    # The links alone cannot show a missing tail; the instance's stored chain head can.
+    target = history.ids["A"]
+    with transaction(history.factory) as session:
+        last = session.scalar(text("SELECT MAX(id) FROM events WHERE instance_id = :i"), {"i": target})
+        session.execute(text("DELETE FROM events WHERE id = :e"), {"e": last})
+    report = history.read("director", monitoring.verify_instance_audit, target)
+    assert report["ok"] is False
+    assert report["breaks"][-1]["problem"] == "latest events are missing"
+    with history.factory() as session:
+        broken = {i for i, _, b in monitoring.verify_all_chains(session) if b}
+    assert broken == {target}
