@@ -445,10 +445,10 @@ PHASES = (
     ("deserialize", store, "load_state"),
     ("validate", forms, "validate_submission"),
     ("step", runtime, "_run"),  # task.run() and do_engine_steps()
+    ("projections", runtime, "snapshot"),  # one walk of the task tree for what follows
     ("projections", runtime, "_sync_tasks"),
+    ("projections", runtime, "close_tasks"),
     ("projections", runtime, "_sync_timers"),
-    ("projections", runtime, "_status"),
-    ("projections", runtime, "_next_tasks_for"),
     ("serialize", store, "dump_state"),
     ("audit", audit, "record_event"),
     ("flush", Session, "flush"),  # SQL writes, wherever the ORM flushes

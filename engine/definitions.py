@@ -14,6 +14,7 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator, full_tag
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.defaults import StartEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.camunda.parser.CamundaParser import CamundaParser
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser
 from SpiffWorkflow.camunda.parser.task_spec import UserTaskParser
@@ -675,6 +676,27 @@ def load_spec(session: Session, definition: ProcessDefinition):
     with _spec_lock:
         _spec_cache[cache_key] = result
     return result
+
+
+_timer_flags: dict[tuple[str, str], bool] = {}
+
+
+def has_timer_events(session: Session, definition: ProcessDefinition) -> bool:
+    """Whether any element of the version (its called processes included) waits for a timer."""
+    cache_key = (definition.key, definition.checksum)
+    flag = _timer_flags.get(cache_key)
+    if flag is None:
+        spec, subprocess_specs = load_spec(session, definition)
+        specs = [spec, *subprocess_specs.values()]
+        flag = any(_is_timer_spec(task_spec) for s in specs for task_spec in s.task_specs.values())
+        _timer_flags[cache_key] = flag
+    return flag
+
+
+def _is_timer_spec(task_spec) -> bool:
+    definition = getattr(task_spec, "event_definition", None)
+    inner = getattr(definition, "event_definitions", None) or [definition]
+    return any(isinstance(d, TimerEventDefinition) for d in inner)
 
 
 def get_definition(session: Session, key: str, version: int | None = None) -> ProcessDefinition:

@@ -46,7 +46,7 @@ from email.message import EmailMessage
 
 from sqlalchemy import ForeignKey, String, exists, func, or_, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.orm import Mapped, Session, lazyload, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, runtime
@@ -485,7 +485,6 @@ def _tasks_to_remind(kind: str, now: datetime):
         .where(HumanTask.status == "open", due, ~sent, ProcessInstance.status.in_(ACTIVE))
         .order_by(HumanTask.id)
         .limit(REMINDER_BATCH)
-        .options(lazyload(HumanTask.candidates))
         .with_for_update(of=HumanTask, skip_locked=True)
     )
 

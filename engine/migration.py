@@ -17,7 +17,7 @@ from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.util.diff import diff_workflow, migrate_workflow
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import audit, definitions, store
@@ -25,11 +25,11 @@ from .access import Actor
 from .config import Settings
 from .db import transaction, utcnow
 from .errors import Conflict, EngineError, NotFound, ValidationFailed
-from .models import HumanTask, ProcessDefinition, ProcessInstance
+from .models import HumanTask, ProcessDefinition, ProcessInstance, Timer
 
 # runtime's load/save keep the projections (inbox, timers, status) in step; there is no
 # public equivalent yet, so the migration uses them directly.
-from .runtime import Context, Loaded, load_instance, save_instance
+from .runtime import Context, Loaded, close_tasks, load_instance, save_instance
 from .studio import VersionDiff, diff_definitions, require_studio
 
 MOVABLE = ("running", "waiting", "suspended")
@@ -351,17 +351,19 @@ def _refresh_open_tasks(ctx: Context, instance, source, target) -> list[str]:
     rows = ctx.session.scalars(
         select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == "open")
     )
+    cancelled = []
     for row in rows:
         meta = target.elements.get(row.element_id, {})
         fields = _meta_changes(source, target, row.element_id)
         if set(fields) & set(ASSIGNMENT_FIELDS):
-            row.status = "cancelled"
-            row.completed_at = utcnow()
-            row.candidates = []
+            cancelled.append(row)
             reassigned.append(row.element_id)
         else:
             row.name = meta.get("name") or row.name
             row.form_key = meta.get("form_ref")
+    close_tasks(ctx, cancelled, "cancelled")
+    # Timer rows are rebuilt from the state under the new version (which may have none).
+    ctx.session.execute(delete(Timer).where(Timer.instance_id == instance.id))
     ctx.session.flush()
     return reassigned
 

@@ -16,7 +16,7 @@ from SpiffWorkflow.bpmn.util import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from . import audit, confidential, definitions, forms, store
@@ -88,47 +88,60 @@ def _step(loaded: Loaded) -> None:
     _run(loaded.workflow.do_engine_steps)
 
 
-def save_instance(ctx: Context, loaded: Loaded) -> None:
-    """Serialize the state and bring the task, timer and status projections in line with it."""
+@dataclass
+class Snapshot:
+    """What the projections need from the task tree, gathered in one walk (long histories make
+    every walk costly)."""
+
+    completed: bool
+    variables: dict
+    ready_user_tasks: list
+    timer_tasks: list
+
+
+def snapshot(workflow: BpmnWorkflow) -> Snapshot:
+    if workflow.is_completed():
+        data = workflow.data or (workflow.last_task.data if workflow.last_task else {})
+        return Snapshot(True, dict(data), [], [])
+    merged: dict = {}
+    ready, timers = [], []
+    for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+        merged.update(task.data)
+        if task.state == TaskState.READY and task.task_spec.manual:
+            ready.append(task)
+        elif task.state == TaskState.WAITING and _waits_for_timer(task):
+            timers.append(task)
+    if not merged and workflow.last_task is not None:
+        merged.update(workflow.last_task.data)
+    return Snapshot(False, merged, ready, timers)
+
+
+def save_instance(ctx: Context, loaded: Loaded) -> list[HumanTask]:
+    """Serialize the state and bring the task, timer and status projections in line with it.
+
+    Returns the instance's open task rows as they now are.
+    """
     instance, workflow = loaded.instance, loaded.workflow
-    variables = workflow_variables(workflow)
+    now = snapshot(workflow)
     instance.state = ctx.settings.cipher.encrypt(store.dump_state(workflow))
-    instance.subject = _subject(variables) or instance.subject
-    instance.due_at = _instance_deadline(ctx, variables)
-    _sync_tasks(ctx, loaded, variables)
-    _sync_timers(ctx, loaded)
+    instance.subject = _subject(now.variables) or instance.subject
+    instance.due_at = _instance_deadline(ctx, now.variables)
+    open_rows = _sync_tasks(ctx, loaded, now.ready_user_tasks)
+    _sync_timers(ctx, loaded, now.timer_tasks)
     if instance.status not in ("suspended", "terminated", "error"):
-        instance.status = _status(ctx, loaded)
+        instance.status = "completed" if now.completed else "running" if open_rows else "waiting"
     if instance.status == "completed" and instance.ended_at is None:
         instance.ended_at = utcnow()
         audit.record_event(
             ctx.session, "instance_completed", user=ctx.actor.username, instance_id=instance.id
         )
     ctx.session.flush()
-
-
-def _status(ctx: Context, loaded: Loaded) -> str:
-    if loaded.workflow.is_completed():
-        return "completed"
-    has_open = ctx.session.scalar(
-        select(HumanTask.id)
-        .where(HumanTask.instance_id == loaded.instance.id, HumanTask.status == "open")
-        .limit(1)
-    )
-    return "running" if has_open else "waiting"
+    return open_rows
 
 
 def workflow_variables(workflow: BpmnWorkflow) -> dict:
     """The instance's current variables: the data of its current tasks merged (or the final data)."""
-    if workflow.is_completed():
-        return dict(workflow.data or (workflow.last_task.data if workflow.last_task else {}))
-    merged: dict = {}
-    states = TaskState.READY | TaskState.WAITING | TaskState.STARTED
-    for task in workflow.get_tasks(state=states):
-        merged.update(task.data)
-    if not merged and workflow.last_task is not None:
-        merged.update(workflow.last_task.data)
-    return merged
+    return snapshot(workflow).variables
 
 
 def _subject(variables: dict) -> str:
@@ -168,10 +181,6 @@ def _instance_deadline(ctx: Context, variables: dict) -> datetime | None:
 # --- task projection ---------------------------------------------------------------------
 
 
-def _ready_user_tasks(workflow: BpmnWorkflow):
-    return workflow.get_tasks(state=TaskState.READY, manual=True)
-
-
 def _element(definition: ProcessDefinition, element_id: str) -> dict:
     return definition.elements.get(element_id, {})
 
@@ -208,21 +217,24 @@ def _open_tasks(ctx: Context, instance_id: int) -> list[HumanTask]:
     )
 
 
-def _sync_tasks(ctx: Context, loaded: Loaded, variables: dict) -> None:
+def _sync_tasks(ctx: Context, loaded: Loaded, ready_user_tasks: list) -> list[HumanTask]:
+    """Open a row for each new ready user task, cancel rows whose task is gone; the open rows."""
     instance = loaded.instance
-    ready = {str(t.id): t for t in _ready_user_tasks(loaded.workflow)}
-    open_rows = {row.task_guid: row for row in _open_tasks(ctx, instance.id)}
-    now = utcnow()
-    for guid, row in open_rows.items():
-        if guid not in ready:
-            row.status = "cancelled"
-            row.completed_at = now
-            _clear_candidates(row)
-        else:
+    ready = {str(t.id): t for t in ready_user_tasks}
+    kept, gone = [], []
+    for row in _open_tasks(ctx, instance.id):
+        (kept if row.task_guid in ready else gone).append(row)
+    close_tasks(ctx, gone, "cancelled")
+    for row in kept:
+        if row.subject != instance.subject:  # an unchanged row must stay clean: no UPDATE
             row.subject = instance.subject
+    known = {row.task_guid for row in kept}
     for guid, task in ready.items():
-        if guid not in open_rows:
-            ctx.session.add(_new_human_task(ctx, loaded, task))
+        if guid not in known:
+            row = _new_human_task(ctx, loaded, task)
+            ctx.session.add(row)
+            kept.append(row)
+    return kept
 
 
 def _new_human_task(ctx: Context, loaded: Loaded, task) -> HumanTask:
@@ -254,9 +266,20 @@ def _new_human_task(ctx: Context, loaded: Loaded, task) -> HumanTask:
     return row
 
 
-def _clear_candidates(row: HumanTask) -> None:
-    # Candidate rows exist only to find claimable open tasks quickly.
-    row.candidates = []
+def close_tasks(ctx: Context, rows: list[HumanTask], status: str, by: str | None = None) -> None:
+    """Close task rows; their candidate rows go (they exist only to find claimable open tasks)."""
+    if not rows:
+        return
+    now = utcnow()
+    for row in rows:
+        row.status, row.completed_at = status, now
+        if by is not None:
+            row.completed_by = by
+    ctx.session.execute(
+        delete(TaskCandidate)
+        .where(TaskCandidate.task_id.in_([row.id for row in rows]))
+        .execution_options(synchronize_session=False)
+    )
 
 
 # --- timer projection --------------------------------------------------------------------
@@ -270,10 +293,12 @@ def _event_definitions(task) -> list:
     return [definition] if definition is not None else []
 
 
+def _waits_for_timer(task) -> bool:
+    return any(isinstance(d, TimerEventDefinition) for d in _event_definitions(task))
+
+
 def _timer_tasks(workflow: BpmnWorkflow):
-    for task in workflow.get_tasks(state=TaskState.WAITING):
-        if any(isinstance(d, TimerEventDefinition) for d in _event_definitions(task)):
-            yield task
+    return [t for t in workflow.get_tasks(state=TaskState.WAITING) if _waits_for_timer(t)]
 
 
 def _timer_element_id(task) -> str:
@@ -301,14 +326,16 @@ def _timer_due(task) -> datetime | None:
         return None
 
 
-def _sync_timers(ctx: Context, loaded: Loaded) -> None:
+def _sync_timers(ctx: Context, loaded: Loaded, timer_tasks: list) -> None:
     instance = loaded.instance
+    if not timer_tasks and not definitions.has_timer_events(ctx.session, instance.definition):
+        return  # nothing to project, nothing ever projected: skip the query
     existing = {
         t.task_guid: t for t in ctx.session.scalars(select(Timer).where(Timer.instance_id == instance.id))
     }
     wanted = {}
     if instance.status not in FINISHED:
-        for task in _timer_tasks(loaded.workflow):
+        for task in timer_tasks:
             due = _timer_due(task)
             if due is not None:
                 wanted[str(task.id)] = (task, due)
@@ -551,20 +578,28 @@ def terminate_instance(ctx: Context, instance_id: int, reason: str) -> ProcessIn
 
 def get_task(ctx: Context, task_id: int) -> HumanTask:
     """A task visible to the actor. Raises NotFound."""
-    task = ctx.session.get(HumanTask, task_id)
-    if task is None or not can_see_task(ctx.actor, task):
+    return _task_and_instance(ctx, task_id)[0]
+
+
+def _task_and_instance(ctx: Context, task_id: int) -> tuple[HumanTask, ProcessInstance]:
+    # One query for both: nearly every caller needs the instance next.
+    found = ctx.session.execute(
+        select(HumanTask, ProcessInstance)
+        .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+        .where(HumanTask.id == task_id)
+    ).first()
+    if found is None or not can_see_task(ctx.actor, found[0]):
         raise NotFound(f"任务 {task_id} 不存在")
-    return task
+    return found[0], found[1]
 
 
 def _lock_task(ctx: Context, task_id: int) -> tuple[HumanTask, ProcessInstance]:
-    task = get_task(ctx, task_id)
+    task, instance = _task_and_instance(ctx, task_id)
     if task.status != "open":
         raise TaskConflict("该任务已办结" if task.status == "completed" else "该任务已取消")
-    instance = ctx.session.get(ProcessInstance, task.instance_id)
     _require_active(instance)
-    # Bumping the instance version makes concurrent actions on one instance conflict (409).
-    instance.updated_at = utcnow()
+    # Every action records an audit event, which moves the instance's chain head: the
+    # version-checked UPDATE makes concurrent actions on one instance conflict (409).
     return task, instance
 
 
@@ -700,14 +735,11 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     _run_complete_listeners(loaded, spiff, _element(instance.definition, task.element_id))
     _run(spiff.run)
     _step(loaded)
-    task.status = "completed"
-    task.completed_at = utcnow()
-    task.completed_by = ctx.actor.username
     task.draft = None
-    _clear_candidates(task)
+    close_tasks(ctx, [task], "completed", by=ctx.actor.username)
     _task_event(ctx, task, "completed", comment, {"fields": sorted(cleaned)})
-    save_instance(ctx, loaded)
-    return Completion(task, instance, _next_tasks_for(ctx, instance))
+    open_rows = save_instance(ctx, loaded)
+    return Completion(task, instance, _workable_by(ctx.actor, open_rows))
 
 
 def _run_complete_listeners(loaded: Loaded, spiff, meta: dict) -> None:
@@ -733,11 +765,9 @@ def _resolve_delegation(ctx, task, instance, cleaned, comment) -> Completion:
     return Completion(task, instance, [task] if task.assignee == ctx.actor.username else [])
 
 
-def _next_tasks_for(ctx: Context, instance: ProcessInstance) -> list[HumanTask]:
+def _workable_by(actor: Actor, rows: list[HumanTask]) -> list[HumanTask]:
     return [
-        t
-        for t in _open_tasks(ctx, instance.id)
-        if t.assignee == ctx.actor.username or (t.assignee is None and is_candidate(ctx.actor, t))
+        t for t in rows if t.assignee == actor.username or (t.assignee is None and is_candidate(actor, t))
     ]
 
 
@@ -776,19 +806,14 @@ def send_back(ctx: Context, task_id: int, comment: str) -> Completion:
     )
     _run(loaded.workflow.reset_from_task_id, previous.id)
     _step(loaded)
-    task.status = "cancelled"
-    task.completed_at = utcnow()
-    task.completed_by = ctx.actor.username
-    _clear_candidates(task)
+    close_tasks(ctx, [task], "cancelled", by=ctx.actor.username)
     _task_event(ctx, task, "sent_back", comment, {"to_element": previous.task_spec.bpmn_id})
-    save_instance(ctx, loaded)
-    reopened = ctx.session.scalar(
-        select(HumanTask).where(HumanTask.task_guid == str(previous.id), HumanTask.status == "open")
-    )
+    open_rows = save_instance(ctx, loaded)
+    reopened = next((row for row in open_rows if row.task_guid == str(previous.id)), None)
     if reopened is not None and previous_row is not None and previous_row.completed_by:
         reopened.assignee = previous_row.completed_by
         ctx.session.flush()
-    return Completion(task, instance, _next_tasks_for(ctx, instance))
+    return Completion(task, instance, _workable_by(ctx.actor, open_rows))
 
 
 def task_prefill(ctx: Context, task: HumanTask) -> dict:
