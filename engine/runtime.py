@@ -712,7 +712,8 @@ def _check_can_complete(ctx: Context, task: HumanTask) -> None:
 class Completion:
     task: HumanTask
     instance: ProcessInstance
-    next_tasks: list[HumanTask]
+    next_tasks: list[HumanTask]  # the open tasks the actor may work next
+    open_tasks: list[HumanTask] | None = None  # every open task of the instance, when known
 
 
 def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | None = None) -> Completion:
@@ -739,7 +740,7 @@ def complete_task(ctx: Context, task_id: int, data: dict | None, comment: str | 
     close_tasks(ctx, [task], "completed", by=ctx.actor.username)
     _task_event(ctx, task, "completed", comment, {"fields": sorted(cleaned)})
     open_rows = save_instance(ctx, loaded)
-    return Completion(task, instance, _workable_by(ctx.actor, open_rows))
+    return Completion(task, instance, _workable_by(ctx.actor, open_rows), open_rows)
 
 
 def _run_complete_listeners(loaded: Loaded, spiff, meta: dict) -> None:
@@ -813,7 +814,7 @@ def send_back(ctx: Context, task_id: int, comment: str) -> Completion:
     if reopened is not None and previous_row is not None and previous_row.completed_by:
         reopened.assignee = previous_row.completed_by
         ctx.session.flush()
-    return Completion(task, instance, _workable_by(ctx.actor, open_rows))
+    return Completion(task, instance, _workable_by(ctx.actor, open_rows), open_rows)
 
 
 def task_prefill(ctx: Context, task: HumanTask) -> dict:

@@ -29,7 +29,10 @@ def task(row: HumanTask) -> dict:
     }
 
 
-def instance(session, row: ProcessInstance, *, with_tasks: bool = True) -> dict:
+def instance(session, row: ProcessInstance, *, with_tasks: bool = True, open_tasks=None) -> dict:
+    """An instance with its open tasks (`open_tasks` when the caller has them, else queried)."""
+    if with_tasks and open_tasks is None:
+        open_tasks = queries.open_tasks_of(session, row.id)
     return {
         "id": row.id,
         "process_key": row.process_key,
@@ -42,7 +45,7 @@ def instance(session, row: ProcessInstance, *, with_tasks: bool = True) -> dict:
         "started_by": row.started_by,
         "due_at": row.due_at,
         "overdue": queries.instance_overdue(row),
-        "tasks": [task(t) for t in queries.open_tasks_of(session, row.id)] if with_tasks else [],
+        "tasks": [task(t) for t in sorted(open_tasks, key=lambda t: t.id)] if with_tasks else [],
     }
 
 
