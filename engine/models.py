@@ -107,9 +107,14 @@ class ProcessInstance(Base):
 
     __tablename__ = "process_instances"
     __table_args__ = (
-        Index("ix_instance_key_status_started", "process_key", "status", "started_at"),
-        Index("ix_instance_status_due", "status", "due_at"),
-        Index("ix_instance_started", "started_at"),
+        # Lists sort on (started_at, id) newest first; with id in the index a cursor's
+        # (started_at, id) < (…) is an index range, however deep the page (migration 0006).
+        Index("ix_instance_key_status_started", "process_key", "status", "started_at", "id"),
+        Index("ix_instance_status_started", "status", "started_at", "id"),
+        Index("ix_instance_started", "started_at", "id"),
+        # Counts per status and process (summary, dashboard) as index-only scans; due_at and id
+        # for the overdue flag of open instances.
+        Index("ix_instance_status_key_due", "status", "process_key", "due_at", "id"),
         Index("ix_instance_ended", "ended_at"),
     )
 
@@ -153,6 +158,28 @@ class HumanTask(Base):
         Index("ix_task_instance_status", "instance_id", "status"),
         Index("ix_task_completed_by", "completed_by", "completed_at"),
         Index("ix_task_status_completed", "status", "completed_at"),
+        # Open, unassigned tasks in inbox order: the claimable list walks it and probes
+        # task_candidates per row, so a page stops after per_page offered tasks.
+        Index(
+            "ix_task_claimable_order",
+            text("(due_at IS NULL)"),
+            "due_at",
+            "id",
+            postgresql_where=text("status = 'open' AND assignee IS NULL"),
+            sqlite_where=text("status = 'open' AND assignee IS NULL"),
+        ),
+        # Open tasks only, covering the summary's and dashboard's counts (index-only scans).
+        Index(
+            "ix_task_open_key_due",
+            "process_key",
+            "due_at",
+            "warn_at",
+            "assignee",
+            "instance_id",
+            "id",
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
