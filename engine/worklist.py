@@ -21,7 +21,14 @@ from .access import Actor, can_see_task, is_candidate
 from .db import Base, utcnow
 from .errors import Conflict, NotAllowed, NotFound, TaskConflict
 from .models import Group, HumanTask, ProcessDefinition, ProcessInstance, User
-from .queries import _claimable_filter, _sla_filter, instance_overdue, now_utc, task_sla
+from .queries import (
+    LIST_INSTANCE_OPTIONS,
+    _claimable_filter,
+    _sla_filter,
+    instance_overdue,
+    now_utc,
+    task_sla,
+)
 
 TABS = ("mine", "claimable", "done", "started", "cc")
 SLA_LEVELS = ("normal", "warning", "overdue")
@@ -337,8 +344,10 @@ def _text_filter(columns, text: str):
 
 
 def _task_query(actor: Actor, tab: str):
-    query = select(HumanTask, ProcessInstance).join(
-        ProcessInstance, ProcessInstance.id == HumanTask.instance_id
+    query = (
+        select(HumanTask, ProcessInstance)
+        .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
+        .options(*LIST_INSTANCE_OPTIONS)
     )
     if tab == "mine":
         return query.where(HumanTask.assignee == actor.username, HumanTask.status == "open")
@@ -396,6 +405,7 @@ def inbox(
             .join(HumanTask, HumanTask.id == TaskCopy.task_id)
             .join(ProcessInstance, ProcessInstance.id == TaskCopy.instance_id)
             .where(TaskCopy.username == ctx.actor.username)
+            .options(*LIST_INSTANCE_OPTIONS)
         )
         order = {
             "due": [HumanTask.due_at.is_(None), HumanTask.due_at, TaskCopy.id.desc()],
@@ -424,7 +434,11 @@ def inbox(
 
 
 def _started_page(ctx, process_key, sla, text, sort, page, per_page, now) -> InboxPage:
-    query = select(ProcessInstance).where(ProcessInstance.started_by == ctx.actor.username)
+    query = (
+        select(ProcessInstance)
+        .where(ProcessInstance.started_by == ctx.actor.username)
+        .options(*LIST_INSTANCE_OPTIONS)
+    )
     if process_key:
         query = query.where(ProcessInstance.process_key == process_key)
     if sla == "overdue":

@@ -40,15 +40,22 @@ class InstancesView(MethodView):
     @blp.arguments(schemas.InstanceQuery, location="query")
     @blp.response(200, schemas.InstanceList)
     def get(self, query):
-        """Instances visible to the caller, filtered and paginated."""
+        """Instances visible to the caller, filtered and paginated by `page` or by `cursor`."""
         with database.unit_of_work() as ctx:
             result = queries.list_instances(ctx.session, ctx.actor, **query)
             return {
-                "items": [present.instance(ctx.session, i) for i in result.items],
+                "items": _listed(ctx.session, result.items),
                 "total": result.total,
                 "page": result.page,
                 "per_page": result.per_page,
+                "next_cursor": result.next_cursor,
             }
+
+
+def _listed(session, instances) -> list[dict]:
+    """The page's instances with their open tasks, loaded in one query for the whole page."""
+    open_tasks = queries.open_tasks_by_instance(session, [i.id for i in instances])
+    return [present.instance(session, i, open_tasks=open_tasks[i.id]) for i in instances]
 
 
 @blp.route("/process-instances/<int:instance_id>")

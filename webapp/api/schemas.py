@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from engine.queries import BAD_CURSOR, MAX_CURSOR_LENGTH
 
 from ..input_checks import MAX_ID
 
@@ -160,7 +162,36 @@ class Page(StrictBase):
     per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
-class InstanceQuery(Page):
+class CursorPage(Page):
+    """Offset paging (`page`) or keyset paging (`cursor`, from the previous answer's `next_cursor`)."""
+
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=MAX_CURSOR_LENGTH, error=BAD_CURSOR),
+        metadata={
+            "description": "next_cursor of the previous page: continues the list after its last row "
+            "(every page as fast as the first); not together with page"
+        },
+    )
+
+    @validates_schema(pass_original=True)
+    def _cursor_or_page(self, data, original_data, **_kwargs):
+        if "cursor" in data and "page" in original_data:
+            raise ValidationError("cursor 与 page 不能同时使用", field_name="cursor")
+
+
+class CursorPageResult(Base):
+    total = fields.Integer(
+        allow_none=True,
+        metadata={"description": "matching rows; null on pages asked for by cursor (the first page has it)"},
+    )
+    page = fields.Integer(allow_none=True, metadata={"description": "null when asked for by cursor"})
+    per_page = fields.Integer()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "cursor of the next page; null on the last page"}
+    )
+
+
+class InstanceQuery(CursorPage):
     process_key = fields.String(validate=validate.Length(max=128))
     status = fields.String(
         validate=validate.OneOf(["running", "waiting", "completed", "terminated", "suspended", "error"])
@@ -169,11 +200,8 @@ class InstanceQuery(Page):
     overdue = fields.Boolean()
 
 
-class InstanceList(Base):
+class InstanceList(CursorPageResult):
     items = fields.List(fields.Nested(Instance))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
 
 
 class InstanceCreate(StrictBase):
@@ -196,7 +224,7 @@ class ReasonRequest(StrictBase):
     reason = fields.String(load_default="", validate=validate.Length(max=2000))
 
 
-class TaskQuery(Page):
+class TaskQuery(CursorPage):
     scope = fields.String(load_default="mine", validate=validate.OneOf(["mine", "claimable", "all"]))
     process_key = fields.String(validate=validate.Length(max=128))
     instance_id = fields.Integer(validate=ID_RANGE)
@@ -208,6 +236,10 @@ class TaskList(Base):
     total = fields.Integer()
     page = fields.Integer()
     per_page = fields.Integer()
+
+
+class TaskPage(CursorPageResult):
+    items = fields.List(fields.Nested(Task))
 
 
 class CompleteRequest(StrictBase):

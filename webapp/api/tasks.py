@@ -16,9 +16,12 @@ blp = Blueprint("tasks", __name__, url_prefix="/api/v1", description="任务")
 @blp.route("/tasks")
 class TasksView(MethodView):
     @blp.arguments(schemas.TaskQuery, location="query")
-    @blp.response(200, schemas.TaskList)
+    @blp.response(200, schemas.TaskPage)
     def get(self, query):
-        """Tasks: mine (assigned to me), claimable (offered to my groups), all (managers)."""
+        """Tasks: mine (assigned to me), claimable (offered to my groups), all (managers).
+
+        Paged by `page`, or by `cursor` (the previous answer's `next_cursor`) for deep pages.
+        """
         with database.unit_of_work() as ctx:
             result = queries.list_tasks(ctx.session, ctx.actor, **query)
             return {
@@ -26,6 +29,7 @@ class TasksView(MethodView):
                 "total": result.total,
                 "page": result.page,
                 "per_page": result.per_page,
+                "next_cursor": result.next_cursor,
             }
 
 
