@@ -1,4 +1,4 @@
-"""`python -m bench.sizes`: the inbox, the claimable list and the instance lists at 1k…100k instances.
+"""`python -m bench.sizes`: the inbox, the claimable list, the instance lists and the summary at 1k…1M instances.
 
     python -m bench.sizes --db postgresql+psycopg://postgres@127.0.0.1:5432/bench_sizes
     python -m bench.sizes --db ... --sizes 1000,10000,100000,1000000 --plans-out plans.txt
@@ -7,7 +7,9 @@ The schema of --db is DROPPED. Rows come from bench.dashboard's loader (template
 through the engine, then COPY), grown step by step to each size; after each step VACUUM ANALYZE,
 then every API call below is made --repeat times through the Flask app (bearer token, the whole
 request: auth, query, presenters, JSON) and EXPLAIN (ANALYZE, BUFFERS) is taken of the list
-statements it ran. A size is skipped when loading it is projected to take over --max-load-minutes.
+statements it ran. Deep pages are read both ways: by `page` (offset) and by `cursor` (keyset,
+the cursor taken once, untimed, from the page before). A size is skipped when loading it is
+projected to take over --max-load-minutes.
 Progress goes to stderr; stdout holds the JSON, then a Markdown table.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -42,15 +45,21 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def calls(deep_tasks_page: int, deep_instances_page: int) -> dict[str, tuple[str, str]]:
-    """Name -> (user, path) of every timed API call."""
+CLAIMABLE = "/api/v1/tasks?scope=claimable"
+COMPLETED = "/api/v1/process-instances?status=completed"
+
+
+def _with_cursor(path: str, cursor: str | None) -> str:
+    return f"{path}&per_page={PER_PAGE}" + (f"&cursor={cursor}" if cursor else "")
+
+
+def calls(deep: dict) -> dict[str, tuple[str, str]]:
+    """Name -> (user, path) of every timed API call; `deep` holds the 90 % pages and cursors."""
     return {
         "inbox": (INBOX_USER, "/api/v1/tasks?scope=mine"),
-        "claimable": (INBOX_USER, "/api/v1/tasks?scope=claimable"),
-        "claimable.deep_page": (
-            INBOX_USER,
-            f"/api/v1/tasks?scope=claimable&page={deep_tasks_page}&per_page={PER_PAGE}",
-        ),
+        "claimable": (INBOX_USER, CLAIMABLE),
+        "claimable.deep_page": (INBOX_USER, f"{CLAIMABLE}&page={deep['tasks_page']}&per_page={PER_PAGE}"),
+        "claimable.deep_cursor": (INBOX_USER, _with_cursor(CLAIMABLE, deep["tasks_cursor"])),
         "instances.all": (MANAGER, "/api/v1/process-instances"),
         "instances.flow_running": (
             MANAGER,
@@ -58,8 +67,9 @@ def calls(deep_tasks_page: int, deep_instances_page: int) -> dict[str, tuple[str
         ),
         "instances.completed_deep_page": (
             MANAGER,
-            f"/api/v1/process-instances?status=completed&page={deep_instances_page}&per_page={PER_PAGE}",
+            f"{COMPLETED}&page={deep['instances_page']}&per_page={PER_PAGE}",
         ),
+        "instances.completed_deep_cursor": (MANAGER, _with_cursor(COMPLETED, deep["instances_cursor"])),
         "stats.summary": (MANAGER, "/api/v1/stats/summary"),
     }
 
@@ -118,6 +128,7 @@ def time_call(api: Api, user: str, path: str, repeat: int) -> dict:
         "p95_ms": p95(samples),
         "total": body.get("total"),
         "items": len(body.get("items", [])),
+        "selects": sum(1 for sql, _ in api.statements if sql.lstrip().upper().startswith(("SELECT", "WITH"))),
     }
 
 
@@ -142,14 +153,33 @@ def plan_summary(plan: str) -> dict:
     return {"execution": execution, "nodes": nodes[:6]}
 
 
+def cursor_to(api: Api, user: str, path: str, page: int) -> str | None:
+    """The cursor that continues `path` at `page` (the page before read once by offset)."""
+    if page <= 1:
+        return None
+    body, _ = api.get(user, f"{path}&page={page - 1}&per_page={PER_PAGE}")
+    return body["next_cursor"]
+
+
+def deep_pages(api: Api) -> dict:
+    """The pages at 90 % depth of the claimable and completed lists, and cursors to them."""
+    probe_tasks, _ = api.get(INBOX_USER, f"{CLAIMABLE}&per_page=1")
+    probe_instances, _ = api.get(MANAGER, f"{COMPLETED}&per_page=1")
+    tasks_page = max(1, int(probe_tasks["total"] * 0.9 / PER_PAGE))
+    instances_page = max(1, int(probe_instances["total"] * 0.9 / PER_PAGE))
+    return {
+        "tasks_page": tasks_page,
+        "tasks_cursor": cursor_to(api, INBOX_USER, CLAIMABLE, tasks_page),
+        "instances_page": instances_page,
+        "instances_cursor": cursor_to(api, MANAGER, COMPLETED, instances_page),
+    }
+
+
 def measure_size(api: Api, db, repeat: int, plans_out) -> dict:
     """Timings and plans of every call at the current size."""
-    probe_tasks, _ = api.get(INBOX_USER, "/api/v1/tasks?scope=claimable&per_page=1")
-    probe_instances, _ = api.get(MANAGER, "/api/v1/process-instances?status=completed&per_page=1")
-    deep_tasks = max(1, int(probe_tasks["total"] * 0.9 / PER_PAGE))
-    deep_instances = max(1, int(probe_instances["total"] * 0.9 / PER_PAGE))
     figures = {}
-    for name, (user, path) in calls(deep_tasks, deep_instances).items():
+    deep = deep_pages(api)
+    for name, (user, path) in calls(deep).items():
         figures[name] = time_call(api, user, path, repeat)
         figures[name]["plans"] = []
         for sql, params in list_statements(api):
@@ -157,7 +187,10 @@ def measure_size(api: Api, db, repeat: int, plans_out) -> dict:
             figures[name]["plans"].append({"sql": dashboard._short(sql), **plan_summary(plan)})
             if plans_out:
                 plans_out.write(f"## {name}\n{dashboard._short(sql)}\n{plan}\n\n")
-        say(f"  {name}: p50 {figures[name]['p50_ms']} ms, p95 {figures[name]['p95_ms']} ms")
+        say(
+            f"  {name}: p50 {figures[name]['p50_ms']} ms, p95 {figures[name]['p95_ms']} ms,"
+            f" {figures[name]['selects']} SELECTs, load {os.getloadavg()[0]:.1f}"
+        )
     return figures
 
 
@@ -239,8 +272,9 @@ def main(argv=None) -> dict:
             report["sizes"][size] = {
                 "load_s": round(load_s, 1),
                 "rows": dashboard.table_counts(db),
-                "loadavg": [round(x, 2) for x in __import__("os").getloadavg()],
+                "loadavg": [round(x, 2) for x in os.getloadavg()],
                 "calls": measure_size(api, db, args.repeat, plans_out),
+                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             }
         api.close()
     if plans_out:
