@@ -210,11 +210,10 @@ def _due_at(ctx: Context, loaded: Loaded, task, expression: str | None) -> datet
 
 
 def _open_tasks(ctx: Context, instance_id: int) -> list[HumanTask]:
-    return list(
-        ctx.session.scalars(
-            select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.status == "open")
-        )
-    )
+    # Without a flush first: rows changed in this step keep their in-memory status.
+    query = select(HumanTask).where(HumanTask.instance_id == instance_id, HumanTask.status == "open")
+    rows = ctx.session.scalars(query.execution_options(autoflush=False))
+    return [row for row in rows if row.status == "open"]
 
 
 def _sync_tasks(ctx: Context, loaded: Loaded, ready_user_tasks: list) -> list[HumanTask]:
@@ -278,7 +277,7 @@ def close_tasks(ctx: Context, rows: list[HumanTask], status: str, by: str | None
     ctx.session.execute(
         delete(TaskCandidate)
         .where(TaskCandidate.task_id.in_([row.id for row in rows]))
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, autoflush=False)
     )
 
 
