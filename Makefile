@@ -6,7 +6,7 @@ export CHENGXIN_INSTANCE ?= $(CURDIR)/instance
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test install assets db demo lint bench clean translations
+.PHONY: run test install assets db demo lint bench bench-all clean translations
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,19 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# Every figure of bench/RESULTS*.md in one go (about 2 hours on 2 cores). BENCH_PG must name a
+# database of its own: each step DROPS its schema. Output: bench/out/*.json, *.md and plans.
+BENCH_PG ?= postgresql+psycopg://postgres@127.0.0.1:5432/chengxin_bench
+BENCH_OUT ?= bench/out
+bench-all: install
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/python -m bench.run --json-out $(BENCH_OUT)/engine_sqlite.json > $(BENCH_OUT)/engine_sqlite.md
+	$(BIN)/python -m bench.run --db $(BENCH_PG) --reset --json-out $(BENCH_OUT)/engine_postgresql.json > $(BENCH_OUT)/engine_postgresql.md
+	$(BIN)/python -m bench.http_load --db $(BENCH_PG) --db sqlite --users 1,4,16 --seconds 20 --json-out $(BENCH_OUT)/http.json
+	$(BIN)/python -m bench.sizes --db $(BENCH_PG) --plans-out $(BENCH_OUT)/plans.txt --json-out $(BENCH_OUT)/sizes.json
+	$(BIN)/python -m bench.memory --db $(BENCH_PG) --json-out $(BENCH_OUT)/memory.json
+	$(BIN)/python -m bench.scaleout --db $(BENCH_PG) --json-out $(BENCH_OUT)/scaleout.json
 
 clean:
 	rm -rf $(VENV) node_modules webapp/static/dist
