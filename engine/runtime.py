@@ -122,14 +122,14 @@ def save_instance(ctx: Context, loaded: Loaded) -> list[HumanTask]:
     Returns the instance's open task rows as they now are.
     """
     instance, workflow = loaded.instance, loaded.workflow
-    now = snapshot(workflow)
+    current = snapshot(workflow)
     instance.state = ctx.settings.cipher.encrypt(store.dump_state(workflow))
-    instance.subject = _subject(now.variables) or instance.subject
-    instance.due_at = _instance_deadline(ctx, now.variables)
-    open_rows = _sync_tasks(ctx, loaded, now.ready_user_tasks)
-    _sync_timers(ctx, loaded, now.timer_tasks)
+    instance.subject = _subject(current.variables) or instance.subject
+    instance.due_at = _instance_deadline(ctx, current.variables)
+    open_rows = _sync_tasks(ctx, loaded, current.ready_user_tasks)
+    _sync_timers(ctx, loaded, current.timer_tasks)
     if instance.status not in ("suspended", "terminated", "error"):
-        instance.status = "completed" if now.completed else "running" if open_rows else "waiting"
+        instance.status = "completed" if current.completed else "running" if open_rows else "waiting"
     if instance.status == "completed" and instance.ended_at is None:
         instance.ended_at = utcnow()
         audit.record_event(
@@ -225,7 +225,7 @@ def _sync_tasks(ctx: Context, loaded: Loaded, ready_user_tasks: list) -> list[Hu
         (kept if row.task_guid in ready else gone).append(row)
     close_tasks(ctx, gone, "cancelled")
     for row in kept:
-        if row.subject != instance.subject:  # an unchanged row must stay clean: no UPDATE
+        if row.subject != instance.subject:  # even an equal value would make the flush visit the row
             row.subject = instance.subject
     known = {row.task_guid for row in kept}
     for guid, task in ready.items():
