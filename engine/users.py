@@ -117,7 +117,10 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
-def actor_for(user: User) -> Actor:
+def actor_for(user: User | Actor) -> Actor:
+    """The Actor of a user row; an Actor (an API caller, already resolved) is returned as is."""
+    if isinstance(user, Actor):
+        return user
     return Actor(user.username, frozenset(user.group_names), user.display_name)
 
 
