@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import select
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import JSON, TypeDecorator
 
@@ -69,8 +71,40 @@ def make_engine(url: str, **kwargs) -> Engine:
         # so two writers serialize rather than deadlock on lock upgrade.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # No pre-ping (a round trip on every checkout): a connection the server has closed
+    # (restart, pg_terminate_backend, idle timeout) is recognised at checkout by its socket
+    # having something to read, and replaced. One that dies while in use fails that request
+    # (503), and SQLAlchemy then invalidates the pool's other connections of that age.
+    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _discard_if_server_hung_up)
+    return engine
+
+
+# Reconnect now and then even when nothing seemed wrong: a connection cut without a word
+# (a firewall dropping idle flows) gives no sign on its socket.
+POOL_RECYCLE_SECONDS = 3600
+
+
+def _discard_if_server_hung_up(dbapi_connection, _record, _proxy) -> None:
+    """Refuse a pooled connection whose server has spoken or hung up since its last use.
+
+    Between transactions the server sends nothing unasked (we never LISTEN), so a readable
+    socket means a termination notice and EOF. Raising DisconnectionError makes the pool
+    discard this connection and hand out a fresh one. No round trip when all is well.
+    """
+    fileno = getattr(dbapi_connection, "fileno", None)
+    if fileno is None:
+        return
+    try:
+        poller = select.poll()
+        poller.register(fileno(), select.POLLIN | select.POLLPRI)
+        hung_up = bool(poller.poll(0))
+    except Exception:  # noqa: BLE001 - no usable socket (closed, lost): not worth handing out
+        hung_up = True
+    if hung_up:
+        raise DisconnectionError("the database server closed this pooled connection")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
