@@ -35,7 +35,8 @@ class InstancesView(MethodView):
                 variables=body["variables"],
                 version=body["version"],
             )
-        return present.instance(ctx.session, instance)
+            # Inside the transaction: its open tasks are read on the connection already held.
+            return present.instance(ctx.session, instance)
 
     @blp.arguments(schemas.InstanceQuery, location="query")
     @blp.response(200, schemas.InstanceList)

@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engine import queries, runtime
+from engine.models import ProcessInstance
 
 from .. import database
 from . import present, schemas
@@ -40,6 +41,9 @@ class TaskView(MethodView):
         """A task with its form (form-js JSON) and prefill data."""
         with database.unit_of_work() as ctx:
             task = runtime.get_task(ctx, task_id)
+            # Held until the answer is built: the form and the prefill each look the instance
+            # up, and the session keeps only weak references (each lookup would be a query).
+            _instance = ctx.session.get(ProcessInstance, task.instance_id)
             body = present.task(task)
             body["form"] = runtime.task_form(ctx, task)
             body["data"] = runtime.task_prefill(ctx, task)
@@ -71,9 +75,12 @@ _task_action("delegate", runtime.delegate_task, schemas.UserRequest, "委派: it
 
 
 def _completion(ctx, result) -> dict:
+    """The answer of a complete or send-back. Built inside the transaction: whatever it still
+    reads (the open tasks, when the engine did not pass them) uses the connection already held,
+    not a second checkout after the commit."""
     return {
         "task": present.task(result.task),
-        "instance": present.instance(ctx.session, result.instance),
+        "instance": present.instance(ctx.session, result.instance, open_tasks=result.open_tasks),
         "next_tasks": [present.task(t) for t in result.next_tasks],
     }
 
@@ -86,7 +93,7 @@ class CompleteView(MethodView):
         """Submit the task's form (validated against it) with an optional opinion."""
         with database.unit_of_work() as ctx:
             result = runtime.complete_task(ctx, task_id, body["data"], body["comment"])
-        return _completion(ctx, result)
+            return _completion(ctx, result)
 
 
 @blp.route("/tasks/<int:task_id>/send-back")
@@ -97,4 +104,4 @@ class SendBackView(MethodView):
         """退回: return the matter to the previous user task, with a reason."""
         with database.unit_of_work() as ctx:
             result = runtime.send_back(ctx, task_id, body["comment"])
-        return _completion(ctx, result)
+            return _completion(ctx, result)
