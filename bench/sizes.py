@@ -3,8 +3,9 @@
     python -m bench.sizes --db postgresql+psycopg://postgres@127.0.0.1:5432/bench_sizes
     python -m bench.sizes --db ... --sizes 1000,10000,100000,1000000 --plans-out plans.txt
 
-The schema of --db is DROPPED. Rows come from bench.dashboard's loader (template instances run
-through the engine, then COPY), grown step by step to each size; after each step VACUUM ANALYZE,
+The schema of --db is DROPPED (with --reuse, the rows a previous run left are timed again).
+Rows come from bench.dashboard's loader (template instances run through the engine, then
+COPY), grown step by step to each size; after each step VACUUM ANALYZE,
 then every API call below is made --repeat times through the Flask app (bearer token, the whole
 request: auth, query, presenters, JSON) and EXPLAIN (ANALYZE, BUFFERS) is taken of the list
 statements it ran. Deep pages are read both ways: by `page` (offset) and by `cursor` (keyset,
@@ -71,6 +72,7 @@ def calls(deep: dict) -> dict[str, tuple[str, str]]:
         ),
         "instances.completed_deep_cursor": (MANAGER, _with_cursor(COMPLETED, deep["instances_cursor"])),
         "stats.summary": (MANAGER, "/api/v1/stats/summary"),
+        "monitor.dashboard": (MANAGER, "/api/v1/monitor/dashboard"),
     }
 
 
@@ -226,7 +228,8 @@ def markdown(report: dict) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", required=True, help="PostgreSQL URL; its schema is DROPPED")
+    parser.add_argument("--db", required=True, help="PostgreSQL URL; its schema is DROPPED unless --reuse")
+    parser.add_argument("--reuse", action="store_true", help="only time the calls on the rows already loaded")
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--max-load-minutes", type=float, default=10.0)
@@ -238,6 +241,55 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def grow_and_measure(db, settings, args, report: dict, plans_out) -> Api:
+    """Fresh schema, then load up to each of --sizes and time the calls there."""
+    sessions = make_session_factory(db)
+    say("fresh schema, demo organisation, template instances")
+    captured = prepare(db, sessions, settings)
+    now = datetime.now(UTC)
+    loaded, seconds_per_instance = 0, None
+    api = Api(settings)
+    for size in args.sizes:
+        missing = size - loaded
+        if seconds_per_instance and missing * seconds_per_instance > args.max_load_minutes * 60:
+            projected = round(missing * seconds_per_instance / 60, 1)
+            report["skipped"][size] = f"loading projected at {projected} min"
+            say(f"skip {size}: {report['skipped'][size]}")
+            continue
+        say(f"loading up to {size} instances")
+        began = time.perf_counter()
+        dashboard.bulk_load(db, captured, missing, now, args.seed + size)
+        load_s = time.perf_counter() - began
+        seconds_per_instance = load_s / missing
+        loaded = size
+        vacuum(db)
+        if plans_out:
+            plans_out.write(f"# {size} instances\n\n")
+        report["sizes"][size] = {
+            "load_s": round(load_s, 1),
+            "rows": dashboard.table_counts(db),
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "calls": measure_size(api, db, args.repeat, plans_out),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        }
+    return api
+
+
+def measure_loaded(api: Api, db, args, report: dict, plans_out) -> None:
+    """--reuse: time the calls again on the rows a previous run left (no schema change)."""
+    rows = dashboard.table_counts(db)
+    size = rows["process_instances"]
+    say(f"measuring the {size} instances already loaded")
+    if plans_out:
+        plans_out.write(f"# {size} instances (reused)\n\n")
+    report["sizes"][size] = {
+        "rows": rows,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "calls": measure_size(api, db, args.repeat, plans_out),
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     db = make_engine(args.db)
@@ -247,35 +299,11 @@ def main(argv=None) -> dict:
     plans_out = args.plans_out.open("w") if args.plans_out else None
     with tempfile.TemporaryDirectory(prefix="chengxin-sizes-") as tmp:
         settings = Settings(database_url=args.db, instance_dir=Path(tmp), secret_key="bench-secret")
-        sessions = make_session_factory(db)
-        say("fresh schema, demo organisation, template instances")
-        captured = prepare(db, sessions, settings)
-        now = datetime.now(UTC)
-        loaded, seconds_per_instance = 0, None
-        api = Api(settings)
-        for size in args.sizes:
-            missing = size - loaded
-            if seconds_per_instance and missing * seconds_per_instance > args.max_load_minutes * 60:
-                projected = round(missing * seconds_per_instance / 60, 1)
-                report["skipped"][size] = f"loading projected at {projected} min"
-                say(f"skip {size}: {report['skipped'][size]}")
-                continue
-            say(f"loading up to {size} instances")
-            began = time.perf_counter()
-            dashboard.bulk_load(db, captured, missing, now, args.seed + size)
-            load_s = time.perf_counter() - began
-            seconds_per_instance = load_s / missing
-            loaded = size
-            vacuum(db)
-            if plans_out:
-                plans_out.write(f"# {size} instances\n\n")
-            report["sizes"][size] = {
-                "load_s": round(load_s, 1),
-                "rows": dashboard.table_counts(db),
-                "loadavg": [round(x, 2) for x in os.getloadavg()],
-                "calls": measure_size(api, db, args.repeat, plans_out),
-                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            }
+        if args.reuse:
+            api = Api(settings)
+            measure_loaded(api, db, args, report, plans_out)
+        else:
+            api = grow_and_measure(db, settings, args, report, plans_out)
         api.close()
     if plans_out:
         plans_out.close()
