@@ -153,15 +153,17 @@ def rotate_keys(settings: Settings):
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=5000, type=int)
 @click.option("--workers", default=0, type=int, help="gunicorn workers (0 = Flask's own server).")
+@click.option("--threads", default=4, type=int, help="threads per gunicorn worker (gthread).")
 @click.pass_obj
-def serve(settings: Settings, host, port, workers):
+def serve(settings: Settings, host, port, workers, threads):
     """Serve the web app."""
     if workers:
         import os
 
+        # As deploy/chengxin-web.service runs it: gthread workers (bench/RESULTS_HTTP.md).
+        gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread"]
         os.execvp(
-            sys.executable,
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{host}:{port}", "webapp.wsgi:app"],
+            sys.executable, [*gunicorn, "--threads", str(threads), "-b", f"{host}:{port}", "webapp.wsgi:app"]
         )
     from webapp import create_app
 
