@@ -82,9 +82,7 @@ class _DatesAsTextLoader(yaml.SafeLoader):
     """Safe YAML that keeps dates as text, so a bad date is reported by its value."""
 
 
-_DatesAsTextLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str
-)
+_DatesAsTextLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
 
 
 def _year_from_filename(path: Path) -> int:
@@ -113,9 +111,7 @@ def _check_keys(content: dict, year: int) -> list[str]:
     problems = []
     unknown = sorted(str(key) for key in content if key not in _FILE_KEYS)
     if unknown:
-        problems.append(
-            f"未知的键 {', '.join(unknown)}（允许：year、holidays、workdays、note）"
-        )
+        problems.append(f"未知的键 {', '.join(unknown)}（允许：year、holidays、workdays、note）")
     for key in ("year", "holidays", "workdays"):
         if key not in content:
             problems.append(f"缺少 {key}")
@@ -153,10 +149,7 @@ def _as_date(value) -> date | None:
 
 
 def _check_overlap(holidays: set[date], workdays: set[date]) -> list[str]:
-    return [
-        f"{d.isoformat()} 同时出现在 holidays 和 workdays 中"
-        for d in sorted(holidays & workdays)
-    ]
+    return [f"{d.isoformat()} 同时出现在 holidays 和 workdays 中" for d in sorted(holidays & workdays)]
 
 
 @functools.cache
@@ -196,9 +189,7 @@ def _scan_holiday_dir(
         year = int(path.stem) if re.fullmatch(r"\d{4}", path.stem) else None
         try:
             if year in files or year in errors_by_year:
-                raise HolidayFileError(
-                    path, f"{year} 年已有另一个数据文件，请只保留一个"
-                )
+                raise HolidayFileError(path, f"{year} 年已有另一个数据文件，请只保留一个")
             data = load_holiday_file(path)
         except HolidayFileError as exc:
             if year is None:
@@ -235,9 +226,7 @@ class WorkCalendar:
 
     def reload(self) -> None:
         """Forget cached years and read the holiday directory again."""
-        self._files, self._file_errors, self._other_errors = _scan_holiday_dir(
-            self.holiday_dir
-        )
+        self._files, self._file_errors, self._other_errors = _scan_holiday_dir(self.holiday_dir)
         self._years: dict[int, YearData] = {}
 
     # --- years ---------------------------------------------------------------------
@@ -256,12 +245,8 @@ class WorkCalendar:
         if package is not None:
             if file_error is None:
                 return package
-            warning = (
-                f"{file_error}。已忽略该文件，{year} 年改用 chinese-calendar 内置数据。"
-            )
-            return YearData(
-                year, SOURCE_PACKAGE, package.holidays, package.workdays, warning
-            )
+            warning = f"{file_error}。已忽略该文件，{year} 年改用 chinese-calendar 内置数据。"
+            return YearData(year, SOURCE_PACKAGE, package.holidays, package.workdays, warning)
         if file_error is not None:
             warning = f"{file_error}。{year} 年暂按周一至周五计算工作日。"
         else:
@@ -498,9 +483,7 @@ def _parse_iso(text: str) -> date | datetime:
             return date.fromisoformat(text)
         return datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
-            f"无法识别的日期或时间：{text!r}（应为 YYYY-MM-DD 或 ISO 8601）"
-        ) from None
+        raise ValueError(f"无法识别的日期或时间：{text!r}（应为 YYYY-MM-DD 或 ISO 8601）") from None
 
 
 def _same_day_months_later(start: date, n: int) -> date:

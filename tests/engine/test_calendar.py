@@ -270,9 +270,7 @@ def test_file_adds_a_year(tmp_path):
 
 
 def test_file_overrides_chinese_calendar(tmp_path):
-    write_year(
-        tmp_path, "2026.yaml", "year: 2026\nholidays: ['2026-03-02']\nworkdays: []\n"
-    )
+    write_year(tmp_path, "2026.yaml", "year: 2026\nholidays: ['2026-03-02']\nworkdays: []\n")
     cal = WorkCalendar(holiday_dir=tmp_path)
     assert cal.year_info(2026)["source"] == "file"
     assert cal.is_workday(date(2026, 2, 16))
@@ -291,9 +289,7 @@ def test_broken_file_is_a_warning_and_the_year_falls_back(tmp_path):
 
 
 def test_broken_file_for_a_known_year_falls_back_to_chinese_calendar(tmp_path):
-    write_year(
-        tmp_path, "2026.yaml", "year: 2026\nholidays: [2026-02-30]\nworkdays: []\n"
-    )
+    write_year(tmp_path, "2026.yaml", "year: 2026\nholidays: [2026-02-30]\nworkdays: []\n")
     cal = WorkCalendar(holiday_dir=tmp_path)
     assert not cal.is_workday(date(2026, 2, 16))
     info = cal.year_info(2026)
@@ -419,9 +415,7 @@ def test_bad_start_is_a_value_error(cal):
 def test_point_between(cal):
     start = at("2026-11-02 17:30")
     assert cal.point_between(start, "2026-11-05", 2 / 3) == at("2026-11-04 17:30")
-    assert cal.point_between(start, at("2026-11-03 17:30"), 0.5) == at(
-        "2026-11-03 05:30"
-    )
+    assert cal.point_between(start, at("2026-11-03 17:30"), 0.5) == at("2026-11-03 05:30")
     assert cal.point_between("2026-11-02", "2026-11-05", 0) == start
     point = cal.point_between(datetime(2026, 11, 2, 9, 30, tzinfo=UTC), start, 1)
     assert point == start and point.tzinfo == SHANGHAI
@@ -504,9 +498,7 @@ def test_sla_workdays_left_and_warning_start_agree(warning_workdays):
         now = at("2026-02-05 00:15")
         while now < due + timedelta(days=5):
             state, left = cal.sla(due, now), cal.workdays_left(due, now)
-            expected = (
-                "overdue" if now >= due else "warning" if now >= warn_at else "normal"
-            )
+            expected = "overdue" if now >= due else "warning" if now >= warn_at else "normal"
             assert state == expected, (due, now)
             assert (state == "overdue") == (left < 0), (due, now, left)
             assert (state == "warning") == (0 <= left <= warning_workdays), (
