@@ -16,22 +16,12 @@ from sqlalchemy import event, func, select, update
 from engine.db import make_session_factory, transaction
 from engine.models import Event, HumanTask, ProcessInstance, TaskCandidate
 from engine.queries import BAD_CURSOR
+from tests.webapp.test_tasks_api import start
 
-START = {"title": "关于某企业安全隐患的反映", "subject_name": "许昌某化工有限公司", "amount": 3}
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 LATER = datetime.now(UTC) + timedelta(days=60)
 # Due dates with ties and gaps; None sorts last.
 DUES = [T0, T0, T0 + timedelta(days=2), None, T0 - timedelta(days=1), T0 + timedelta(days=2), None, T0]
-
-
-def start(api, user="registrar", **variables):
-    response = api.post(
-        "/api/v1/process-instances",
-        user=user,
-        json={"process_key": "simple_review", "variables": {**START, **variables}},
-    )
-    assert response.status_code == 201, response.json
-    return response.json
 
 
 def sessions(app):
