@@ -577,11 +577,15 @@ def terminate_instance(ctx: Context, instance_id: int, reason: str) -> ProcessIn
 
 def get_task(ctx: Context, task_id: int) -> HumanTask:
     """A task visible to the actor. Raises NotFound."""
-    return _task_and_instance(ctx, task_id)[0]
+    return task_and_instance(ctx, task_id)[0]
 
 
-def _task_and_instance(ctx: Context, task_id: int) -> tuple[HumanTask, ProcessInstance]:
-    # One query for both: nearly every caller needs the instance next.
+def task_and_instance(ctx: Context, task_id: int) -> tuple[HumanTask, ProcessInstance]:
+    """A task visible to the actor and its instance, in one query. Raises NotFound.
+
+    Keep the instance referenced while using the task: the session holds objects weakly, so
+    a later lookup of a dropped instance would be a query again.
+    """
     found = ctx.session.execute(
         select(HumanTask, ProcessInstance)
         .join(ProcessInstance, ProcessInstance.id == HumanTask.instance_id)
@@ -593,7 +597,7 @@ def _task_and_instance(ctx: Context, task_id: int) -> tuple[HumanTask, ProcessIn
 
 
 def _lock_task(ctx: Context, task_id: int) -> tuple[HumanTask, ProcessInstance]:
-    task, instance = _task_and_instance(ctx, task_id)
+    task, instance = task_and_instance(ctx, task_id)
     if task.status != "open":
         raise TaskConflict("该任务已办结" if task.status == "completed" else "该任务已取消")
     _require_active(instance)

@@ -6,7 +6,6 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from engine import queries, runtime
-from engine.models import ProcessInstance
 
 from .. import database
 from . import present, schemas
@@ -40,10 +39,9 @@ class TaskView(MethodView):
     def get(self, task_id):
         """A task with its form (form-js JSON) and prefill data."""
         with database.unit_of_work() as ctx:
-            task = runtime.get_task(ctx, task_id)
-            # Held until the answer is built: the form and the prefill each look the instance
-            # up, and the session keeps only weak references (each lookup would be a query).
-            _instance = ctx.session.get(ProcessInstance, task.instance_id)
+            # The instance stays referenced until the answer is built: the form and the
+            # prefill look it up again, and the session holds objects only weakly.
+            task, _instance = runtime.task_and_instance(ctx, task_id)
             body = present.task(task)
             body["form"] = runtime.task_form(ctx, task)
             body["data"] = runtime.task_prefill(ctx, task)
